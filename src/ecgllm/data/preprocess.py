@@ -1,0 +1,77 @@
+"""Preprocessing of the SPEC: z-score, crop/pad to a fixed window; sliding windows over a whole record; augmentation."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class PreprocessConfig:
+    fs: float = 300.0  # the encoder's sampling rate; other rates are resampled to it
+    window: int = 2400  # samples per input (8 s at 300 Hz)
+    stride: int = 1200  # whole-record mode: step between windows (4 s: half overlap)
+    aggregate: str = "mean"  # whole-record mode: how window probabilities become one
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    noise_std: float = 0.05  # Gaussian noise, in units of the record's standard deviation
+    time_scale: tuple[float, float] = (0.9, 1.1)
+
+
+def zscore(signal: np.ndarray) -> np.ndarray:
+    """Normalise a whole record; validated records are never flat, so std > 0."""
+    signal = np.asarray(signal, dtype=np.float32)
+    return (signal - signal.mean()) / signal.std()
+
+
+def crop_or_pad(signal: np.ndarray, length: int, mode: str = "center", rng: np.random.Generator | None = None
+                ) -> np.ndarray:
+    """Cut `length` samples (centre or random start); pad shorter signals with zeros (the mean after z-score) at the end."""
+    n = len(signal)
+    if n < length:
+        return np.pad(signal, (0, length - n))
+    if mode == "center":
+        start = (n - length) // 2
+    elif mode == "random":
+        start = int((rng or np.random.default_rng()).integers(0, n - length + 1))
+    else:
+        raise ValueError(f"unknown crop mode {mode!r}; choose 'center' or 'random'")
+    return signal[start:start + length]
+
+
+def window_starts(n: int, window: int, stride: int) -> list[int]:
+    """Window starts that cover the whole record; the last window ends at the last sample."""
+    if n <= window:
+        return [0]
+    starts = list(range(0, n - window + 1, stride))
+    if starts[-1] != n - window:
+        starts.append(n - window)
+    return starts
+
+
+def sliding_windows(signal: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """[n] -> [W, window]; a record shorter than the window gives one zero-padded window."""
+    return np.stack([crop_or_pad(signal[s:s + window], window) for s in window_starts(len(signal), window, stride)])
+
+
+def augment_crop(signal: np.ndarray, window: int, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Random crop with time scaling (a crop of window*scale samples resampled to `window`) and Gaussian noise."""
+    if not config.enabled:
+        return crop_or_pad(signal, window, "random", rng)
+    scale = rng.uniform(*config.time_scale)
+    span = min(len(signal), int(round(window * scale)))
+    crop = crop_or_pad(signal, span, "random", rng)
+    crop = np.interp(np.linspace(0, span - 1, window), np.arange(span), crop).astype(np.float32)
+    if config.noise_std > 0:
+        crop = crop + rng.normal(0, config.noise_std, window).astype(np.float32)
+    return crop
+
+
+def aggregate_windows(probabilities: np.ndarray, method: str) -> float:
+    if method == "mean":
+        return float(np.mean(probabilities))
+    if method == "max":
+        return float(np.max(probabilities))
+    raise ValueError(f"unknown aggregation {method!r}; choose 'mean' or 'max'")

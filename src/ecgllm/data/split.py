@@ -1,0 +1,75 @@
+"""The stratified train/validation/test split, saved as record ids and reused by every stage."""
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sklearn.model_selection import train_test_split
+
+from ecgllm.errors import DataFolderError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    task: str
+    seed: int
+    fractions: tuple[float, float, float]
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    labels: dict[str, int]  # record id -> class index, for every id above
+
+    def ids(self, name: str) -> list[str]:
+        if name not in SPLIT_NAMES:
+            raise ValueError(f"unknown split {name!r}; choose one of {SPLIT_NAMES}")
+        return getattr(self, name)
+
+    def summary(self) -> str:
+        parts = []
+        for name in SPLIT_NAMES:
+            ids = self.ids(name)
+            positives = sum(self.labels[i] == 1 for i in ids)
+            parts.append(f"{name} {len(ids)} (class 1: {positives})")
+        return ", ".join(parts)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Split":
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+            raw["fractions"] = tuple(raw["fractions"])
+            return cls(**raw)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise DataFolderError(f"{path}: not a split file written by `ecgllm data split` ({error})") from None
+
+    def check_against(self, labels: dict[str, int]) -> None:
+        """Fail loudly if the data no longer holds the records and labels this split was made from."""
+        missing = [i for i in self.labels if i not in labels]
+        changed = [i for i in self.labels if i in labels and labels[i] != self.labels[i]]
+        if missing or changed:
+            raise DataFolderError(
+                f"the split does not match the data: {len(missing)} records missing (e.g. {missing[:3]}), "
+                f"{len(changed)} with another label (e.g. {changed[:3]}); make a new split")
+
+
+def make_split(labels: dict[str, int], task: str, seed: int = 42,
+               fractions: tuple[float, float, float] = (0.75, 0.10, 0.15)) -> Split:
+    """Stratified split; sizes are rounded up for test and validation (5788 -> 4340/579/869)."""
+    if not math.isclose(sum(fractions), 1.0):
+        raise ValueError(f"split fractions {fractions} do not sum to 1")
+    ids = sorted(labels)
+    y = [labels[i] for i in ids]
+    n_test = math.ceil(fractions[2] * len(ids))
+    n_val = math.ceil(fractions[1] * len(ids))
+    rest, test = train_test_split(ids, test_size=n_test, stratify=y, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, stratify=[labels[i] for i in rest], random_state=seed)
+    return Split(task=task, seed=seed, fractions=tuple(fractions), train=sorted(train), val=sorted(val),
+                 test=sorted(test), labels={i: labels[i] for i in ids})

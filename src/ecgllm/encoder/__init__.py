@@ -1,0 +1,6 @@
+"""Task 1: the MS-CNN encoder (Fan et al. 2018), its training and evaluation."""
+
+from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, MSCNNConfig
+from ecgllm.encoder.modeling_mscnn import MSCNN
+
+__all__ = ["ENCODER_PRESETS", "MSCNN", "MSCNNConfig"]

@@ -1,0 +1,74 @@
+"""Binary screening metrics (AF = positive class) with 95% bootstrap intervals."""
+
+import numpy as np
+from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score
+
+METRIC_NAMES = ("accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc", "pr_auc")
+
+
+def choose_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The threshold on P(AF) that maximises F1; call it on the validation split only."""
+    precision, recall, thresholds = precision_recall_curve(labels, probabilities)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    best = int(np.argmax(f1[:-1]))  # the last point (recall 0) has no threshold
+    return float(thresholds[best])
+
+
+def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
+    labels = np.asarray(labels).astype(int)
+    predicted = (np.asarray(probabilities) >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+    both_classes = 0 < labels.sum() < len(labels)
+    return {
+        "accuracy": (tp + tn) / len(labels),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "sensitivity": tp / (tp + fn) if tp + fn else 0.0,
+        "specificity": tn / (tn + fp) if tn + fp else 0.0,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+        "roc_auc": roc_auc_score(labels, probabilities) if both_classes else float("nan"),
+        "pr_auc": average_precision_score(labels, probabilities) if both_classes else float("nan"),
+    }
+
+
+def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold: float, n_resamples: int = 1000,
+                        seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile intervals over records resampled with replacement."""
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
+    rng = np.random.default_rng(seed)
+    samples = {name: [] for name in METRIC_NAMES}
+    for _ in range(n_resamples):
+        index = rng.integers(0, len(labels), len(labels))
+        for name, value in binary_metrics(labels[index], probabilities[index], threshold).items():
+            samples[name].append(value)
+    alpha = (1 - level) / 2
+    return {name: (float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha)))
+            for name, values in samples.items()}
+
+
+def evaluate_predictions(labels, probabilities, threshold: float, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Metrics, intervals and confusion matrix of one system on one set of records, ready for JSON."""
+    labels = np.asarray(labels).astype(int)
+    probabilities = np.asarray(probabilities, dtype=float)
+    predicted = (probabilities >= threshold).astype(int)
+    matrix = confusion_matrix(labels, predicted, labels=[0, 1])
+    return {
+        "n_records": int(len(labels)),
+        "n_positive": int(labels.sum()),
+        "threshold": float(threshold),
+        "metrics": {k: float(v) for k, v in binary_metrics(labels, probabilities, threshold).items()},
+        "intervals_95": bootstrap_intervals(labels, probabilities, threshold, n_resamples, seed),
+        "confusion_matrix": {"tn": int(matrix[0, 0]), "fp": int(matrix[0, 1]),
+                             "fn": int(matrix[1, 0]), "tp": int(matrix[1, 1])},
+    }
+
+
+def format_evaluation(title: str, result: dict) -> str:
+    """A readable block: one metric a line with its interval, then the confusion matrix."""
+    lines = [f"{title}: {result['n_records']} records, {result['n_positive']} AF, threshold {result['threshold']:.4f}"]
+    for name in METRIC_NAMES:
+        low, high = result["intervals_95"][name]
+        lines.append(f"  {name:<12} {result['metrics'][name]:.4f}  (95% CI {low:.4f}-{high:.4f})")
+    cm = result["confusion_matrix"]
+    lines.append(f"  confusion    true N: {cm['tn']} predicted N, {cm['fp']} predicted AF | "
+                 f"true AF: {cm['fn']} predicted N, {cm['tp']} predicted AF")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+REPO = Path(__file__).resolve().parents[1]
+CINC_DIR = Path(os.environ.get("ECGLLM_CINC_DIR", REPO.parent / "shared" / "data" / "cinc2017" / "training2017"))
+
+
+def read_reference(folder: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split(",")) for line in (folder / "REFERENCE.csv").read_text().split()]
+
+
+@pytest.fixture(scope="session")
+def cinc_dir() -> Path:
+    if not (CINC_DIR / "REFERENCE.csv").exists():
+        pytest.skip(f"CinC 2017 data not found at {CINC_DIR} (set ECGLLM_CINC_DIR)")
+    return CINC_DIR
+
+
+def copy_records(source: Path, target: Path, n_normal: int, n_af: int) -> list[tuple[str, str]]:
+    """A small real CinC folder: the first records of each class, with headers and a REFERENCE.csv."""
+    target.mkdir(parents=True, exist_ok=True)
+    rows = read_reference(source)
+    chosen = [r for r in rows if r[1] == "N"][:n_normal] + [r for r in rows if r[1] == "A"][:n_af]
+    chosen.sort()
+    for name, _ in chosen:
+        for suffix in (".mat", ".hea"):
+            shutil.copy(source / f"{name}{suffix}", target / f"{name}{suffix}")
+    (target / "REFERENCE.csv").write_text("".join(f"{n},{label}\n" for n, label in chosen))
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def small_cinc(cinc_dir, tmp_path_factory) -> Path:
+    """60 normal and 20 AF real records: enough for a smoke run end to end."""
+    folder = tmp_path_factory.mktemp("cinc_small")
+    copy_records(cinc_dir, folder, 60, 20)
+    return folder
+
+
+def write_mat(path: Path, **variables) -> None:
+    scipy.io.savemat(str(path), variables, format="4")
+
+
+def synthetic_ecg(seconds: float = 10, fs: float = 300, seed: int = 0) -> np.ndarray:
+    """int16 adu (1000/mV): spiky beats on noise, enough to pass validation."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    signal = rng.normal(0, 30, n)
+    signal[:: int(0.8 * fs)] += 1000
+    return signal.astype(np.int16)[None]

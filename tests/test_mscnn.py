@@ -1,0 +1,60 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from ecgllm.encoder import ENCODER_PRESETS, MSCNN
+from ecgllm.errors import CheckpointError
+
+
+def test_paper_architecture_matches_the_spec():
+    model = MSCNN(ENCODER_PRESETS["paper"])
+    x = torch.randn(2, 1, 2400)
+    assert model.features(x).shape == (2, 1024)
+    assert model.feature_map(x).shape == (2, 33, 1024)
+    assert model(x).shape == (2,)
+    for stream, first_kernel in ((model.stream1, 3), (model.stream2, 7)):
+        convs = [m for m in stream.modules() if isinstance(m, torch.nn.Conv1d)]
+        assert [c.out_channels for c in convs] == [64] * 2 + [128] * 2 + [256] * 3 + [512] * 6
+        assert [c.kernel_size[0] for c in convs] == [first_kernel] * 4 + [3] * 9
+        pools = [m.kernel_size for m in stream.modules() if isinstance(m, torch.nn.MaxPool1d)]
+        assert pools == [3, 3, 2, 2, 2]
+    linears = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(1024, 1024), (1024, 256), (256, 1)]
+
+
+@pytest.mark.parametrize("preset", ["cpu", "smoke"])
+def test_presets_give_consistent_shapes(preset):
+    config = ENCODER_PRESETS[preset]
+    model = MSCNN(config).eval()
+    x = torch.randn(3, 1, 2400)
+    assert model.feature_map(x).shape == (3, config.feature_steps, config.feature_dim)
+    assert torch.allclose(model.features(x), model.feature_map(x).mean(1))
+
+
+def test_save_and_load_needs_only_the_path(tmp_path):
+    config = dataclasses.replace(ENCODER_PRESETS["smoke"], k_size_stream2=9, thresholds={"center": 0.3, "whole": 0.4})
+    model = MSCNN(config).eval()
+    model.save_pretrained(tmp_path)
+    loaded = MSCNN.from_pretrained(tmp_path)
+    assert loaded.config == config
+    x = torch.randn(2, 1, 2400)
+    assert torch.equal(model(x), loaded(x))
+
+
+def test_bad_checkpoints(tmp_path):
+    MSCNN(ENCODER_PRESETS["smoke"]).save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="corrupt weights"):
+        MSCNN.from_pretrained(tmp_path)
+    MSCNN(ENCODER_PRESETS["cpu"]).save_pretrained(tmp_path / "cpu")
+    (tmp_path / "cpu" / "config.json").write_text((tmp_path / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="do not fit"):
+        MSCNN.from_pretrained(tmp_path / "cpu")
+    raw = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**raw, "model_type": "llama"}))
+    with pytest.raises(CheckpointError, match="expected 'mscnn'"):
+        MSCNN.from_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="no such model folder"):
+        MSCNN.from_pretrained(tmp_path / "absent")

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from ecgllm.data.preprocess import (AugmentConfig, aggregate_windows, augment_crop, crop_or_pad, sliding_windows,
+                                    window_starts, zscore)
+
+
+def test_zscore():
+    x = zscore(np.arange(100, dtype=float) * 3 + 7)
+    assert abs(x.mean()) < 1e-5 and abs(x.std() - 1) < 1e-5 and x.dtype == np.float32
+
+
+def test_center_crop_and_pad():
+    x = np.arange(10, dtype=np.float32)
+    assert crop_or_pad(x, 4).tolist() == [3, 4, 5, 6]
+    assert crop_or_pad(x, 12).tolist() == list(range(10)) + [0, 0]
+    rng = np.random.default_rng(0)
+    starts = {crop_or_pad(x, 4, "random", rng)[0] for _ in range(200)}
+    assert starts == set(range(7))
+    with pytest.raises(ValueError, match="crop mode"):
+        crop_or_pad(x, 4, "left")
+
+
+def test_windows_cover_the_whole_record():
+    assert window_starts(9000, 2400, 1200) == [0, 1200, 2400, 3600, 4800, 6000, 6600]
+    assert window_starts(2400, 2400, 1200) == [0]
+    assert window_starts(1000, 2400, 1200) == [0]
+    windows = sliding_windows(np.arange(9000, dtype=np.float32), 2400, 1200)
+    assert windows.shape == (7, 2400) and windows[-1, -1] == 8999
+    assert sliding_windows(np.ones(1000, np.float32), 2400, 1200).shape == (1, 2400)
+
+
+def test_augment_crop_shapes_and_scaling():
+    rng = np.random.default_rng(0)
+    x = zscore(np.sin(np.linspace(0, 100, 9000)))
+    crop = augment_crop(x, 2400, AugmentConfig(noise_std=0.0, time_scale=(1.1, 1.1)), rng)
+    assert crop.shape == (2400,) and crop.dtype == np.float32
+    plain = augment_crop(x, 2400, AugmentConfig(enabled=False), rng)
+    assert any(np.allclose(plain, x[s:s + 2400]) for s in range(0, 9000 - 2400 + 1))
+    noisy = augment_crop(np.zeros(3000, np.float32), 2400, AugmentConfig(noise_std=0.5, time_scale=(1, 1)), rng)
+    assert 0.4 < noisy.std() < 0.6
+
+
+def test_aggregate():
+    p = np.array([0.1, 0.9, 0.5])
+    assert aggregate_windows(p, "mean") == pytest.approx(0.5)
+    assert aggregate_windows(p, "max") == pytest.approx(0.9)
+    with pytest.raises(ValueError):
+        aggregate_windows(p, "median")
