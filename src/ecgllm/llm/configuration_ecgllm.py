@@ -1,0 +1,71 @@
+"""Configuration of the ECG-LLM and its presets (`cpu`, `qwen3-8b`, `smoke`)."""
+
+from dataclasses import dataclass, field
+
+from ecgllm.llm.backbones import SMOLLM2, TINY_QWEN3
+from ecgllm.llm.prompts import PLACEHOLDER
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LoRASettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = LORA_TARGETS
+
+
+@dataclass
+class ECGLLMConfig:
+    preset: str = "cpu"
+    lm: str = SMOLLM2  # a backbone name (see backbones.py) or a local Hugging Face folder
+    lm_dtype: str = "float32"  # "bfloat16" for Qwen3-8B on a GPU
+    ecg_tokens: int = 1  # 1 = the original's pooled feature; k > 1 = k tokens pooled from the feature map
+    projector_layers: int = 2  # SPEC: Linear -> LayerNorm -> GELU -> Dropout -> Linear; 3 adds one more block
+    projector_dropout: float = 0.1
+    lora: LoRASettings = field(default_factory=LoRASettings)
+    lang: str = "zh"
+    evidence: bool = True  # rhythm figures in the prompt and one answer sentence citing them; off = the original
+    placeholder: str = PLACEHOLDER
+    # Filled in when the model is built: what the projector maps from and to, and which encoder produced the features.
+    feature_dim: int = 0
+    hidden_size: int = 0
+    encoder_preset: str = ""
+    encoder_fingerprint: str = ""
+    # Decision threshold on P(AF) from scoring, chosen on the validation split after training.
+    threshold: float = 0.5
+
+
+@dataclass
+class LLMTrainingConfig:
+    epochs: int = 3
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    schedule: str = "linear"  # or "cosine"
+    weight_decay: float = 0.0
+    bf16: bool = True  # used where the device supports it
+    gradient_checkpointing: bool = False
+    balance: str = "none"  # or "oversample" AF
+    max_train_records: int | None = None  # a stratified subset, for smoke and quick runs
+    max_eval_records: int | None = None
+    eval_batch_size: int = 16
+    max_new_tokens: int = 64
+    seed: int = 42
+
+
+LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig]] = {
+    # The original setting on Qwen3-8B (pass its local folder with --lm); SPEC hyper-parameters, bf16.
+    "qwen3-8b": (ECGLLMConfig(preset="qwen3-8b", lm="Qwen3-8B", lm_dtype="bfloat16", ecg_tokens=4, lang="zh"),
+                 LLMTrainingConfig()),
+    # SmolLM2-135M on 2 CPU cores: English (about half the tokens of Chinese for this tokenizer), 4 ECG tokens.
+    "cpu": (ECGLLMConfig(preset="cpu", lm=SMOLLM2, ecg_tokens=4, lang="en"),
+            LLMTrainingConfig(epochs=1, batch_size=8, gradient_accumulation_steps=2, lr=2e-4, warmup_steps=20,
+                              schedule="cosine", balance="oversample", eval_batch_size=32, max_new_tokens=48)),
+    # Tiny random Qwen3 with the real Qwen3 tokenizer: the whole path in seconds.
+    "smoke": (ECGLLMConfig(preset="smoke", lm=TINY_QWEN3, ecg_tokens=2, lang="zh", lora=LoRASettings(r=4, alpha=8)),
+              LLMTrainingConfig(epochs=2, batch_size=4, gradient_accumulation_steps=1, lr=1e-3, warmup_steps=2,
+                                max_train_records=24, max_eval_records=16, eval_batch_size=8, max_new_tokens=24)),
+}

@@ -1,0 +1,56 @@
+"""Instruction examples and their batches: prompt tokens masked with -100, real pad token, correct attention mask."""
+
+from dataclasses import dataclass
+
+import torch
+
+from ecgllm.llm.chat import ChatFormatter
+from ecgllm.rhythm import RhythmEvidence
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Example:
+    record: str
+    label: int
+    features: torch.Tensor  # [k, D]
+    evidence: RhythmEvidence
+    prompt_ids: list[int]
+    answer_ids: list[int]
+
+
+def build_examples(formatter: ChatFormatter, ids: list[str], labels: dict[str, int],
+                   features: dict[str, torch.Tensor], evidence: dict[str, RhythmEvidence]) -> list[Example]:
+    return [Example(record=i, label=labels[i], features=features[i], evidence=evidence[i],
+                    prompt_ids=formatter.prompt_ids(evidence[i]), answer_ids=formatter.answer_ids(labels[i], evidence[i]))
+            for i in ids]
+
+
+def pad(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """-> ids [B, T] and attention mask [B, T]."""
+    length = max(map(len, sequences))
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        span = slice(0, len(sequence)) if side == "right" else slice(length - len(sequence), length)
+        ids[row, span] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, span] = 1
+    return ids, mask
+
+
+class TrainingCollator:
+    """Right-padded prompt+answer; labels only on answer tokens (built from positions, not from the pad id,
+    since pad can equal end-of-turn)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = pad([e.prompt_ids + e.answer_ids for e in examples], self.pad_id)
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        for row, e in enumerate(examples):
+            start = len(e.prompt_ids)
+            labels[row, start:start + len(e.answer_ids)] = torch.tensor(e.answer_ids)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+                "ecg_features": torch.stack([e.features for e in examples])}

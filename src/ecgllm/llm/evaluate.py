@@ -1,0 +1,134 @@
+"""Evaluating the ECG-LLM: P(AF) by scoring (threshold from validation), free generation parsed safely, grounding
+of the cited numbers, and the paired comparison with Task 1 on the same records."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ecgllm.evaluation.compare import mcnemar, paired_bootstrap
+from ecgllm.evaluation.metrics import choose_threshold, evaluate_predictions, format_evaluation
+from ecgllm.llm.chat import ChatFormatter
+from ecgllm.llm.data import Example
+from ecgllm.llm.inference import generate_answers, score_af
+from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.llm.prompts import DECISION, numbers_grounded, parse_decision
+
+
+def predict(model: ECGLLM, examples: list[Example], batch_size: int, generate: bool, max_new_tokens: int,
+            progress: bool = True, desc: str = "ECG-LLM") -> tuple[np.ndarray, list[str]]:
+    """P(AF) for every example and, if asked, its greedily generated answer."""
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    probabilities, answers = [], []
+    for start in tqdm(range(0, len(examples), batch_size), desc=desc, unit="batch", disable=not progress):
+        batch = examples[start:start + batch_size]
+        prompts = [e.prompt_ids for e in batch]
+        features = torch.stack([e.features for e in batch])
+        probabilities.append(score_af(model, formatter, prompts, features))
+        if generate:
+            answers += generate_answers(model, formatter, prompts, features, max_new_tokens)
+    return np.concatenate(probabilities), answers
+
+
+def generation_report(examples: list[Example], answers: list[str], scored: np.ndarray, lang: str,
+                      evidence: bool) -> dict:
+    """How the generated answers relate to the labels, to the scoring decision and to the measured numbers."""
+    parsed = [parse_decision(a, lang) for a in answers]
+    parseable = [p is not None for p in parsed]
+    labels = np.array([e.label for e in examples])
+    decided = np.array([p if p is not None else -1 for p in parsed])
+    report = {
+        "n": len(answers),
+        "unparseable": int(len(answers) - sum(parseable)),
+        "unparseable_examples": [a for a, ok in zip(answers, parseable) if not ok][:10],
+        "agreement_with_scoring": float(np.mean(decided == scored)),
+        "accuracy_of_generation": float(np.mean(decided == labels)),
+        "exact_decision_sentence": float(np.mean([any(a.startswith(d) for d in DECISION[lang]) for a in answers])),
+    }
+    if evidence:
+        grounded = [numbers_grounded(a, e.evidence, lang) for a, e in zip(answers, examples)]
+        report["numbers_grounded"] = float(np.mean(grounded))
+        report["ungrounded_examples"] = [{"record": e.record, "answer": a, "measured": e.evidence.formatted()}
+                                         for a, e, ok in zip(answers, examples, grounded) if not ok][:10]
+    return report
+
+
+def compare_with_encoder(labels: np.ndarray, ids: list[str], p_llm: np.ndarray, threshold_llm: float,
+                         encoder_eval_dir: Path) -> dict:
+    """Task 1 vs Task 2 on the same test records, for each Task 1 mode."""
+    rows = {r["record"]: r for r in csv.DictReader((encoder_eval_dir / "predictions.csv").open())}
+    thresholds = {m: v["threshold"] for m, v in json.loads((encoder_eval_dir / "metrics.json").read_text())["modes"].items()}
+    out = {}
+    for mode, threshold in thresholds.items():
+        p_cnn = np.array([float(rows[i][f"p_af_{mode}"]) for i in ids])
+        out[mode] = {
+            "mcnemar": mcnemar(labels, p_cnn >= threshold, p_llm >= threshold_llm),
+            "f1_difference_llm_minus_cnn": paired_bootstrap(labels, p_cnn, threshold, p_llm, threshold_llm, "f1"),
+            "auc_difference_llm_minus_cnn": paired_bootstrap(labels, p_cnn, threshold, p_llm, threshold_llm, "roc_auc"),
+            "cnn": evaluate_predictions(labels, p_cnn, threshold, n_resamples=200),
+        }
+    return out
+
+
+def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list[Example], out_dir: str | Path,
+                 batch_size: int = 16, max_new_tokens: int = 64, encoder_eval_dir: Path | None = None,
+                 generate: bool = True, progress: bool = True) -> dict:
+    """Threshold on validation, then test metrics, generation report and comparison; writes metrics.json/.txt."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    val_labels = np.array([e.label for e in val_examples])
+    p_val, _ = predict(model, val_examples, batch_size, False, max_new_tokens, progress, "scoring validation")
+    threshold = choose_threshold(val_labels, p_val)
+    model.config.threshold = threshold
+
+    labels = np.array([e.label for e in test_examples])
+    p_test, answers = predict(model, test_examples, batch_size, generate, max_new_tokens, progress, "test")
+    scored = (p_test >= threshold).astype(int)
+    result = {"system": f"ECG-LLM ({model.config.preset}: {model.config.lm}, {model.config.ecg_tokens} ECG tokens, "
+                        f"evidence {'on' if model.config.evidence else 'off'}, {model.config.lang})",
+              "scoring": evaluate_predictions(labels, p_test, threshold)}
+    if generate:
+        result["generation"] = generation_report(test_examples, answers, scored, model.config.lang,
+                                                 model.config.evidence)
+    ids = [e.record for e in test_examples]
+    if encoder_eval_dir is not None and (Path(encoder_eval_dir) / "predictions.csv").exists():
+        result["comparison_with_task1"] = compare_with_encoder(labels, ids, p_test, threshold, Path(encoder_eval_dir))
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    (out_dir / "metrics.txt").write_text(format_llm_result(result) + "\n")
+    with (out_dir / "predictions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["record", "label", "p_af", "decision", "answer", "parsed_decision"])
+        for i, e in enumerate(test_examples):
+            answer = answers[i] if generate else ""
+            writer.writerow([e.record, e.label, f"{p_test[i]:.6f}", scored[i], answer,
+                             "" if not generate else parse_decision(answer, model.config.lang)])
+    return result
+
+
+def format_llm_result(result: dict) -> str:
+    blocks = [f"{result['system']} on the test split (threshold chosen on validation)",
+              format_evaluation("scoring (log-likelihood of the two decision sentences)", result["scoring"])]
+    if "generation" in result:
+        g = result["generation"]
+        lines = [f"generation (greedy): {g['n']} answers, {g['unparseable']} unparseable",
+                 f"  agreement with scoring   {g['agreement_with_scoring']:.4f}",
+                 f"  accuracy of generation   {g['accuracy_of_generation']:.4f}",
+                 f"  exact decision sentence  {g['exact_decision_sentence']:.4f}"]
+        if "numbers_grounded" in g:
+            lines.append(f"  numbers grounded         {g['numbers_grounded']:.4f}")
+        blocks.append("\n".join(lines))
+    for mode, c in result.get("comparison_with_task1", {}).items():
+        f1, auc, mc = c["f1_difference_llm_minus_cnn"], c["auc_difference_llm_minus_cnn"], c["mcnemar"]
+        cnn = c["cnn"]["metrics"]
+        blocks.append(
+            f"vs Task 1 MS-CNN ({mode}) on the same records: CNN F1 {cnn['f1']:.4f}, AUC {cnn['roc_auc']:.4f}\n"
+            f"  F1 difference (LLM - CNN)  {f1['difference']:+.4f} (95% CI {f1['interval_95'][0]:+.4f} to "
+            f"{f1['interval_95'][1]:+.4f})\n"
+            f"  AUC difference (LLM - CNN) {auc['difference']:+.4f} (95% CI {auc['interval_95'][0]:+.4f} to "
+            f"{auc['interval_95'][1]:+.4f})\n"
+            f"  McNemar: only CNN right {mc['only_a_right']}, only LLM right {mc['only_b_right']}, "
+            f"p = {mc['p_value']:.4f}")
+    return "\n\n".join(blocks)

@@ -1,0 +1,193 @@
+"""ECG-LLM: the frozen MS-CNN's features, projected into a causal LM's embedding space at the ECG placeholder.
+
+    ECG [B, 1, 2400] -> MS-CNN feature map [B, 33, D] -> pooled to k tokens [B, k, D] -> projector [B, k, H]
+    prompt ids with the placeholder expanded to k copies -> embeddings, placeholder rows replaced in place -> LM + LoRA
+
+A checkpoint holds the projector, the LoRA adapter, the encoder it was trained with, the tokenizer (with the
+placeholder) and the config; never the base LM, which is loaded from `config.lm`.
+"""
+
+import dataclasses
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.errors import CheckpointError
+from ecgllm.llm.backbones import load_lm, resolve_lm
+from ecgllm.llm.configuration_ecgllm import ECGLLMConfig
+from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME, load_config, load_weights, save_config
+
+logger = logging.getLogger(__name__)
+
+PROJECTOR_NAME = "projector.safetensors"
+ADAPTER_DIR = "adapter"
+ENCODER_DIR = "encoder"
+TOKENIZER_DIR = "tokenizer"
+
+
+def file_fingerprint(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+class ECGProjector(nn.Sequential):
+    """Linear(D->H) -> LayerNorm -> GELU -> Dropout -> Linear(H->H) [-> GELU -> Dropout -> Linear(H->H)]."""
+
+    def __init__(self, feature_dim: int, hidden_size: int, layers: int = 2, dropout: float = 0.1):
+        if layers not in (2, 3):
+            raise ValueError(f"projector_layers must be 2 or 3, not {layers}")
+        blocks = [nn.Linear(feature_dim, hidden_size), nn.LayerNorm(hidden_size), nn.GELU(), nn.Dropout(dropout),
+                  nn.Linear(hidden_size, hidden_size)]
+        if layers == 3:
+            blocks += [nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, hidden_size)]
+        super().__init__(*blocks)
+
+
+def pool_ecg_tokens(feature_map: torch.Tensor, k: int) -> torch.Tensor:
+    """[B, T, D] -> [B, k, D] by average pooling over time; k = 1 is the encoder's pooled feature."""
+    return F.adaptive_avg_pool1d(feature_map.transpose(1, 2), k).transpose(1, 2)
+
+
+def load_tokenizer(folder: Path, placeholder: str, add_placeholder: bool):
+    """The LM's tokenizer with the ECG placeholder as one special token."""
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if add_placeholder:
+        tokenizer.add_tokens([AddedToken(placeholder, special=True, normalized=False)], special_tokens=True)
+    ids = tokenizer.encode(placeholder, add_special_tokens=False)
+    if len(ids) != 1 or tokenizer.convert_ids_to_tokens(ids[0]) != placeholder:
+        raise CheckpointError(f"{folder}: the tokenizer has no single token {placeholder!r} (it splits it into "
+                              f"{len(ids)} pieces); use the tokenizer saved with the model")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def fit_embeddings(lm, tokenizer) -> None:
+    """Make room for added tokens; new rows are zero so that every rebuild is identical (their inputs are replaced)."""
+    rows = lm.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) <= rows:
+        return
+    lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        lm.get_input_embeddings().weight[rows:] = 0
+        if lm.get_output_embeddings() is not None:
+            lm.get_output_embeddings().weight[rows:] = 0
+
+
+class ECGLLM(nn.Module):
+    def __init__(self, config: ECGLLMConfig, encoder: MSCNN, lm, tokenizer):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.projector = ECGProjector(config.feature_dim, config.hidden_size, config.projector_layers,
+                                      config.projector_dropout)
+        self.placeholder_id = tokenizer.convert_tokens_to_ids(config.placeholder)
+
+    # ---- building and loading -------------------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: ECGLLMConfig, encoder_dir: str | Path) -> "ECGLLM":
+        """A new model for training: the encoder from its checkpoint, the base LM, a fresh projector and LoRA."""
+        from peft import LoraConfig, get_peft_model
+
+        encoder_dir = Path(encoder_dir)
+        encoder = MSCNN.from_pretrained(encoder_dir)
+        lm = load_lm(config.lm, config.lm_dtype)
+        tokenizer = load_tokenizer(resolve_lm(config.lm), config.placeholder, add_placeholder=True)
+        fit_embeddings(lm, tokenizer)
+        lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                          target_modules=list(config.lora.target_modules), task_type="CAUSAL_LM")
+        config = dataclasses.replace(
+            config, feature_dim=encoder.config.feature_dim, hidden_size=lm.config.hidden_size,
+            encoder_preset=encoder.config.preset, encoder_fingerprint=file_fingerprint(encoder_dir / WEIGHTS_NAME))
+        model = cls(config, encoder, get_peft_model(lm, lora), tokenizer)
+        model._encoder_source = encoder_dir
+        return model
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Adapter + projector (safetensors) + config + encoder + tokenizer; never the base LM."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, folder / CONFIG_NAME, "ecgllm")
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.projector.state_dict().items()},
+                  str(folder / PROJECTOR_NAME))
+        self.lm.save_pretrained(folder / ADAPTER_DIR)
+        self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+        source = getattr(self, "_encoder_source", None)
+        if source is not None and Path(source).resolve() != (folder / ENCODER_DIR).resolve():
+            (folder / ENCODER_DIR).mkdir(exist_ok=True)
+            for name in (CONFIG_NAME, WEIGHTS_NAME):
+                shutil.copy(Path(source) / name, folder / ENCODER_DIR / name)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, encoder: str | Path | None = None, lm: str | None = None,
+                        ) -> "ECGLLM":
+        """Load a trained model; `encoder` and `lm` override where the encoder and the base LM are read from."""
+        from peft import PeftModel
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise CheckpointError(f"{folder}: no such model folder")
+        config = load_config(ECGLLMConfig, folder / CONFIG_NAME, "ecgllm")
+        if lm is not None:
+            config = dataclasses.replace(config, lm=str(lm))
+        encoder_dir = Path(encoder) if encoder is not None else folder / ENCODER_DIR
+        mscnn = MSCNN.from_pretrained(encoder_dir)
+        fingerprint = file_fingerprint(encoder_dir / WEIGHTS_NAME)
+        if fingerprint != config.encoder_fingerprint:
+            raise CheckpointError(
+                f"{encoder_dir}: encoder (preset {mscnn.config.preset!r}, weights {fingerprint}) is not the one this "
+                f"model was trained with (preset {config.encoder_preset!r}, weights {config.encoder_fingerprint})")
+        tokenizer = load_tokenizer(folder / TOKENIZER_DIR, config.placeholder, add_placeholder=False)
+        base = load_lm(config.lm, config.lm_dtype)
+        fit_embeddings(base, tokenizer)
+        adapter = folder / ADAPTER_DIR
+        if not (adapter / "adapter_config.json").is_file():
+            raise CheckpointError(f"{adapter}: no LoRA adapter (adapter_config.json missing)")
+        try:
+            peft_lm = PeftModel.from_pretrained(base, adapter)
+        except Exception as error:  # peft and safetensors raise many types for a damaged adapter
+            raise CheckpointError(f"{adapter}: corrupt or mismatched LoRA adapter ({type(error).__name__}: "
+                                  f"{error})") from None
+        model = cls(config, mscnn, peft_lm, tokenizer)
+        load_weights(model.projector, folder / PROJECTOR_NAME)
+        model._encoder_source = encoder_dir
+        return model.eval()
+
+    # ---- the forward pass -------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_ecg(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 1, L] z-scored -> ECG features [B, k, D] from the frozen encoder."""
+        return pool_ecg_tokens(self.encoder.feature_map(x), self.config.ecg_tokens)
+
+    def embed(self, input_ids: torch.Tensor, ecg_features: torch.Tensor) -> torch.Tensor:
+        """Token embeddings [B, T, H] with the k placeholder rows of each sequence replaced by its ECG tokens."""
+        embeddings = self.lm.get_input_embeddings()(input_ids)
+        ecg = self.projector(ecg_features.to(self.projector[0].weight.dtype)).to(embeddings.dtype)  # [B, k, H]
+        slots = input_ids == self.placeholder_id
+        if not torch.equal(slots.sum(1), torch.full_like(slots.sum(1), ecg.shape[1])):
+            raise ValueError(f"every sequence needs exactly {ecg.shape[1]} placeholder tokens, found "
+                             f"{slots.sum(1).tolist()}")
+        return embeddings.masked_scatter(slots.unsqueeze(-1), ecg)
+
+    def forward(self, input_ids, attention_mask, ecg_features, labels=None, logits_to_keep: int = 0):
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # right or left padding alike
+        return self.lm(inputs_embeds=self.embed(input_ids, ecg_features), attention_mask=attention_mask,
+                       position_ids=position_ids, labels=labels, logits_to_keep=logits_to_keep)
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector[0].weight.device

@@ -1,0 +1,181 @@
+"""Training the ECG-LLM on Hugging Face accelerate: the same code on a CPU, one GPU or several (`accelerate launch`).
+
+Only the projector and the LoRA weights train. Encoder features and rhythm evidence come from the on-disk cache, so
+the frozen CNN runs once per record, not once per step.
+"""
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+from tqdm.auto import tqdm
+
+from ecgllm.data.dataset import CinCDataset
+from ecgllm.data.split import Split
+from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.training import subset_ids
+from ecgllm.llm.chat import ChatFormatter
+from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
+from ecgllm.llm.data import Example, TrainingCollator, build_examples
+from ecgllm.llm.features import cached_features, cached_rhythm
+from ecgllm.llm.modeling_ecgllm import ECGLLM, file_fingerprint
+from ecgllm.modeling_utils import WEIGHTS_NAME, config_to_dict
+
+logger = logging.getLogger(__name__)
+
+TRAINING_CONFIG_NAME = "training_config.json"
+LOG_NAME = "train_log.csv"
+STATE_NAME = "training_state.pt"  # optimiser, schedule and RNG: what resuming needs beyond the weights
+CHECKPOINT_PATTERN = re.compile(r"checkpoint_epoch_(\d+)$")
+
+
+def make_accelerator(config: LLMTrainingConfig):
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    bf16 = config.bf16 and cuda and torch.cuda.is_bf16_supported()
+    # cpu=True matters: under `accelerate launch --multi_gpu` on a CPU machine, a plain Accelerator() silently runs
+    # each process alone, without gradient synchronisation.
+    accelerator = Accelerator(cpu=not cuda, gradient_accumulation_steps=config.gradient_accumulation_steps,
+                              mixed_precision="bf16" if bf16 else "no")
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if accelerator.num_processes != world:
+        raise RuntimeError(f"accelerate runs {accelerator.num_processes} process(es) but WORLD_SIZE is {world}")
+    return accelerator
+
+
+def prepare_examples(model: ECGLLM, encoder_dir: Path, dataset: CinCDataset, ids: list[str], cache_dir: Path,
+                     progress: bool) -> list[Example]:
+    """Examples of `ids` from the feature and rhythm caches (computed on first use)."""
+    encoder = model.encoder
+    fingerprint = file_fingerprint(Path(encoder_dir) / WEIGHTS_NAME)
+    features = cached_features(encoder, fingerprint, dataset, ids, model.config.ecg_tokens, cache_dir, progress)
+    evidence = cached_rhythm(dataset, ids, cache_dir, progress)
+    return build_examples(ChatFormatter(model.tokenizer, model.config), ids, dataset.labels, features, evidence)
+
+
+def last_checkpoint(out_dir: Path) -> tuple[int, Path | None]:
+    found = [(int(m.group(1)), p) for p in out_dir.glob("checkpoint_epoch_*")
+             if (m := CHECKPOINT_PATTERN.search(p.name)) and (p / STATE_NAME).is_file()]
+    return max(found) if found else (0, None)
+
+
+def save_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> None:
+    """Adapter + projector (never the base LM) and the optimiser state of the trainable weights only."""
+    model.save_pretrained(folder)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state()}, folder / STATE_NAME)
+
+
+def restore_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from ecgllm.llm.modeling_ecgllm import ADAPTER_DIR, PROJECTOR_NAME
+    from ecgllm.modeling_utils import load_weights
+
+    set_peft_model_state_dict(model.lm, load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors")))
+    load_weights(model.projector, folder / PROJECTOR_NAME)
+    state = torch.load(folder / STATE_NAME, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+
+
+def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(config.seed)
+    collate = TrainingCollator(pad_id)
+    if config.balance == "oversample":
+        labels = np.array([e.label for e in examples])
+        counts = np.bincount(labels, minlength=2)
+        sampler = WeightedRandomSampler([1.0 / counts[y] for y in labels], num_samples=len(examples),
+                                        replacement=True, generator=generator)
+        return DataLoader(examples, batch_size=config.batch_size, sampler=sampler, collate_fn=collate)
+    if config.balance != "none":
+        raise ValueError(f"unknown balance {config.balance!r}; choose none or oversample")
+    return DataLoader(examples, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate)
+
+
+def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_dir: str | Path,
+              model_config: ECGLLMConfig, config: LLMTrainingConfig, cache_dir: str | Path | None = None,
+              progress: bool = True) -> Path:
+    """Train; writes checkpoint_epoch_{n} (adapter + projector + optimiser state) and `final/`. Resumes from the
+    last complete epoch checkpoint. Returns the folder of the final model."""
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    out_dir, encoder_dir = Path(out_dir), Path(encoder_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    accelerator = make_accelerator(config)
+    set_seed(config.seed)
+    split.check_against(dataset.labels)
+    model = ECGLLM.build(model_config, encoder_dir)
+    if config.gradient_checkpointing:
+        model.lm.gradient_checkpointing_enable()
+    train_ids = subset_ids(split, "train", config.max_train_records, config.seed)
+    with accelerator.main_process_first():  # one process fills the caches, the others read them
+        examples = prepare_examples(model, encoder_dir, dataset, train_ids, cache_dir, progress and accelerator.is_main_process)
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
+
+    loader = _loader(examples, config, model.tokenizer.pad_token_id)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    updates_per_epoch = math.ceil(len(loader) / accelerator.num_processes / config.gradient_accumulation_steps)
+    scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=config.warmup_steps,
+                              num_training_steps=config.epochs * updates_per_epoch)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    done, checkpoint = last_checkpoint(out_dir)
+    if checkpoint is not None:
+        restore_checkpoint(accelerator.unwrap_model(model), optimizer, scheduler, checkpoint)
+        logger.info("resuming after epoch %d from %s", done, checkpoint)
+    logger.info("training %s on %d records x %d process(es): %d trainable parameters, %d optimiser steps per epoch",
+                model_config.preset, len(examples), accelerator.num_processes, sum(p.numel() for p in trainable),
+                updates_per_epoch)
+
+    log_path = out_dir / LOG_NAME
+    write_log = accelerator.is_main_process
+    if write_log and not log_path.exists():
+        log_path.write_text("epoch,step,micro_step,loss,lr,synced,samples_per_s\n")
+    for epoch in range(done + 1, config.epochs + 1):
+        model.train()
+        losses, started = [], time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+                   disable=not (progress and accelerator.is_main_process))
+        for micro_step, batch in enumerate(bar, start=1):
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            loss_value = accelerator.gather(loss.detach()).mean().item()
+            losses.append(loss_value)
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", acc=f"{(micro_step - 1) % config.gradient_accumulation_steps + 1}/{config.gradient_accumulation_steps}")
+            if write_log:
+                rate = micro_step * config.batch_size * accelerator.num_processes / (time.perf_counter() - started)
+                with log_path.open("a") as log:
+                    log.write(f"{epoch},{math.ceil(micro_step / config.gradient_accumulation_steps)},{micro_step},"
+                              f"{loss_value:.5f},{scheduler.get_last_lr()[0]:.3g},{int(accelerator.sync_gradients)},"
+                              f"{rate:.2f}\n")
+        logger.info("epoch %d: average loss %.4f (%.0f s)", epoch, np.mean(losses), time.perf_counter() - started)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_checkpoint(accelerator.unwrap_model(model), optimizer, scheduler, out_dir / f"checkpoint_epoch_{epoch}")
+    accelerator.wait_for_everyone()
+    final = out_dir / "final"
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(final)
+    accelerator.wait_for_everyone()
+    return final

@@ -1,0 +1,45 @@
+"""The main job end to end on real records with the smoke preset, and its resumption."""
+
+import json
+
+from ecgllm.cli import main
+from ecgllm.data.split import Split
+from ecgllm.encoder import MSCNN
+
+
+def test_run_smoke_end_to_end_and_resume(small_cinc, tmp_path):
+    run = tmp_path / "run"
+    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 0
+    split = Split.load(run / "split.json")
+    assert len(split.train) + len(split.val) + len(split.test) == 80
+    encoder = MSCNN.from_pretrained(run / "encoder")
+    assert encoder.config.preset == "smoke"
+    assert set(encoder.config.thresholds) == {"center", "whole"}
+    assert all(0 < t < 1 for t in encoder.config.thresholds.values())
+    history = (run / "encoder" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 2  # header + 2 epochs
+    metrics = json.loads((run / "encoder" / "eval" / "metrics.json").read_text())
+    for mode in ("center", "whole"):
+        result = metrics["modes"][mode]
+        assert result["n_records"] == len(split.test)
+        assert result["threshold"] == encoder.config.thresholds[mode]
+        assert 0 <= result["metrics"]["roc_auc"] <= 1
+    predictions = (run / "encoder" / "eval" / "predictions.csv").read_text().splitlines()
+    assert predictions[0] == "record,label,p_af_center,p_af_whole" and len(predictions) == 1 + len(split.test)
+    assert "whole record" in (run / "encoder" / "eval" / "metrics.txt").read_text()
+
+    weights = run / "encoder" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 0
+    assert weights.stat().st_mtime_ns == stamp  # resumed, not retrained
+
+
+def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):
+    assert main(["-q", "data", "split", str(small_cinc), "--out", str(tmp_path / "split.json")]) == 0
+    assert main(["-q", "encoder", "train", "--data", str(small_cinc), "--split", str(tmp_path / "split.json"),
+                 "--out", str(tmp_path / "enc"), "--preset", "smoke", "--epochs", "1", "--k-size-stream2", "5"]) == 0
+    assert MSCNN.from_pretrained(tmp_path / "enc").config.k_size_stream2 == 5
+    assert main(["-q", "encoder", "evaluate", "--model", str(tmp_path / "enc"), "--data", str(small_cinc),
+                 "--split", str(tmp_path / "split.json"), "--split-name", "val"]) == 0
+    assert "centre crop" in capsys.readouterr().out
+    assert (tmp_path / "enc" / "eval" / "metrics.json").exists()

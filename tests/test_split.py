@@ -1,0 +1,34 @@
+import pytest
+
+from ecgllm.cli import main
+from ecgllm.data.dataset import check_folder, load_cinc_folder
+from ecgllm.data.split import Split, make_split
+from ecgllm.errors import DataFolderError
+
+
+def test_real_data_check_and_split(cinc_dir, tmp_path, capsys):
+    """Acceptance: 8528 usable records; 4340/579/869 with 111 AF in test."""
+    assert len(check_folder(cinc_dir, progress=False).records) == 8528
+    assert main(["-q", "data", "split", str(cinc_dir), "--out", str(tmp_path / "split.json")]) == 0
+    split = Split.load(tmp_path / "split.json")
+    assert (len(split.train), len(split.val), len(split.test)) == (4340, 579, 869)
+    assert sum(split.labels[i] for i in split.test) == 111
+    assert not set(split.train) & set(split.val) | set(split.train) & set(split.test) | set(split.val) & set(split.test)
+    assert "test 869 (class 1: 111)" in capsys.readouterr().out
+
+
+def test_split_is_reproducible_and_checked(small_cinc, tmp_path):
+    labels = load_cinc_folder(small_cinc, progress=False).labels
+    first, second = make_split(labels, "binary", seed=7), make_split(labels, "binary", seed=7)
+    assert first == second
+    assert make_split(labels, "binary", seed=8).test != first.test
+    first.save(tmp_path / "s.json")
+    assert Split.load(tmp_path / "s.json") == first
+    first.check_against(labels)
+    changed = dict(labels)
+    changed[first.test[0]] = 1 - changed[first.test[0]]
+    with pytest.raises(DataFolderError, match="1 with another label"):
+        first.check_against(changed)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(DataFolderError, match="not a split file"):
+        Split.load(tmp_path / "bad.json")
