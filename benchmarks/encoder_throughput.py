@@ -62,7 +62,7 @@ def main() -> None:
         model = MSCNN(config)
         optimizer = torch.optim.AdamW(model.parameters())
 
-        def train_step():
+        def train_step(model=model, optimizer=optimizer):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch), labels)
             optimizer.zero_grad()
             loss.backward()
@@ -72,7 +72,7 @@ def main() -> None:
         train_s = timed(train_step, args.steps)
         model.eval()
         with torch.no_grad():
-            feature_s = timed(lambda: model.features(eval_batch), 3)
+            feature_s = timed(lambda model=model: model.features(eval_batch), 3)
         row = {"parameters": sum(p.numel() for p in model.parameters()), "feature_dim": config.feature_dim,
                "train_samples_per_s": round(args.batch_size / train_s, 1),
                "feature_samples_per_s": round(len(eval_batch) / feature_s, 1),

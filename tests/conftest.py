@@ -14,6 +14,14 @@ def read_reference(folder: Path) -> list[tuple[str, str]]:
     return [tuple(line.split(",")) for line in (folder / "REFERENCE.csv").read_text().split()]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """Converted and built backbones go to a fresh cache, so tests never depend on the user's."""
+    folder = tmp_path_factory.mktemp("ecgllm_cache")
+    os.environ["ECGLLM_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def cinc_dir() -> Path:
     if not (CINC_DIR / "REFERENCE.csv").exists():
@@ -53,3 +61,16 @@ def synthetic_ecg(seconds: float = 10, fs: float = 300, seed: int = 0) -> np.nda
     signal = rng.normal(0, 30, n)
     signal[:: int(0.8 * fs)] += 1000
     return signal.astype(np.int16)[None]
+
+
+@pytest.fixture(scope="session")
+def smoke_encoder(tmp_path_factory) -> Path:
+    """An untrained smoke-preset MS-CNN checkpoint: enough to test the LLM plumbing."""
+    import torch
+
+    from ecgllm.encoder import ENCODER_PRESETS, MSCNN
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("smoke_encoder")
+    MSCNN(ENCODER_PRESETS["smoke"]).save_pretrained(folder)
+    return folder

@@ -43,3 +43,19 @@ def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):
                  "--split", str(tmp_path / "split.json"), "--split-name", "val"]) == 0
     assert "centre crop" in capsys.readouterr().out
     assert (tmp_path / "enc" / "eval" / "metrics.json").exists()
+
+
+def test_run_includes_llm_stage(small_cinc, tmp_path):
+    run = tmp_path / "run"
+    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 0
+    metrics = json.loads((run / "llm" / "eval" / "metrics.json").read_text())
+    scoring = metrics["scoring"]
+    assert scoring["n_records"] == 12 and 0 <= scoring["metrics"]["roc_auc"] <= 1
+    generation = metrics["generation"]
+    assert generation["n"] == 12 and 0 <= generation["unparseable"] <= 12
+    assert "numbers_grounded" in generation
+    comparison = metrics["comparison_with_task1"]
+    assert set(comparison) == {"center", "whole"} and "p_value" in comparison["whole"]["mcnemar"]
+    config = json.loads((run / "llm" / "final" / "config.json").read_text())
+    assert config["threshold"] == scoring["threshold"]
+    assert "vs Task 1 MS-CNN" in (run / "llm" / "eval" / "metrics.txt").read_text()

@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from ecgllm.data.preprocess import (AugmentConfig, aggregate_windows, augment_crop, crop_or_pad, sliding_windows,
-                                    window_starts, zscore)
+from ecgllm.data.preprocess import (
+    AugmentConfig,
+    aggregate_windows,
+    augment_crop,
+    crop_or_pad,
+    sliding_windows,
+    window_starts,
+    zscore,
+)
 
 
 def test_zscore():

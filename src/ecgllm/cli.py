@@ -65,6 +65,8 @@ def _encoder_evaluate(args) -> int:
     from ecgllm.encoder.modeling_mscnn import MSCNN
 
     model = MSCNN.from_pretrained(args.model)
+    if args.stride is not None:
+        model.config.preprocess.stride = args.stride
     split = Split.load(args.split)
     dataset = load_cinc_folder(args.data, task=split.task, progress=not args.quiet)
     out = args.out or Path(args.model) / "eval"
@@ -74,11 +76,92 @@ def _encoder_evaluate(args) -> int:
     return 0
 
 
+def _llm_configs(args):
+    from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+
+    model_config, train_config = LLM_PRESETS[args.preset]
+    model_overrides = {"lm": args.lm, "ecg_tokens": args.ecg_tokens, "lang": args.lang, "evidence": args.evidence,
+                       "projector_layers": args.projector_layers}
+    model_config = dataclasses.replace(model_config, **{k: v for k, v in model_overrides.items() if v is not None})
+    if args.lora_r is not None:
+        model_config.lora = dataclasses.replace(model_config.lora, r=args.lora_r, alpha=2 * args.lora_r)
+    train_overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                       "gradient_accumulation_steps": args.gradient_accumulation_steps, "schedule": args.schedule,
+                       "warmup_steps": args.warmup_steps, "samples_per_epoch": args.samples_per_epoch,
+                       "gradient_checkpointing": args.gradient_checkpointing or None,
+                       "max_train_records": args.max_train_records}
+    train_config = dataclasses.replace(train_config, **{k: v for k, v in train_overrides.items() if v is not None})
+    return model_config, train_config
+
+
+def _llm_train(args) -> int:
+    from ecgllm.data.dataset import load_cinc_folder
+    from ecgllm.data.split import Split
+    from ecgllm.llm.training import train_llm
+
+    model_config, train_config = _llm_configs(args)
+    split = Split.load(args.split)
+    dataset = load_cinc_folder(args.data, task=split.task, progress=not args.quiet)
+    final = train_llm(dataset, split, args.encoder, args.out, model_config, train_config, args.cache,
+                      progress=not args.quiet)
+    print(f"trained model in {final}")
+    if args.evaluate:
+        _evaluate_llm(final, dataset, split, args, train_config)
+    return 0
+
+
+def _evaluate_llm(model_dir, dataset, split, args, train_config) -> None:
+    from ecgllm.llm.evaluate import format_llm_result
+    from ecgllm.pipeline import evaluate_llm_folder
+
+    out = args.eval_out or Path(model_dir).parent / "eval"
+    cache = args.cache or Path(model_dir).parent / "cache"
+    result = evaluate_llm_folder(Path(model_dir), dataset, split, out, cache, args.encoder_eval,
+                                 train_config.eval_batch_size, train_config.max_new_tokens,
+                                 train_config.max_eval_records, progress=not args.quiet)
+    print(format_llm_result(result))
+    print(f"written to {out}")
+
+
+def _llm_evaluate(args) -> int:
+    from ecgllm.data.dataset import load_cinc_folder
+    from ecgllm.data.split import Split
+
+    _, train_config = _llm_configs(args)
+    split = Split.load(args.split)
+    dataset = load_cinc_folder(args.data, task=split.task, progress=not args.quiet)
+    _evaluate_llm(args.model, dataset, split, args, train_config)
+    return 0
+
+
 def _run(args) -> int:
     from ecgllm.pipeline import run
 
-    run(args.data, args.out, args.preset, args.seed, progress=not args.quiet)
+    run(args.data, args.out, args.preset, args.seed, args.lm, progress=not args.quiet)
     return 0
+
+
+def _add_llm_options(parser) -> None:
+    parser.add_argument("--preset", default="cpu", choices=["smoke", "cpu", "qwen3-8b"])
+    parser.add_argument("--lm", help="backbone name or local Hugging Face folder (e.g. /models/Qwen3-8B)")
+    parser.add_argument("--ecg-tokens", type=int, help="1 = the original's pooled feature; k > 1 from the map")
+    parser.add_argument("--lang", choices=["zh", "en"])
+    parser.add_argument("--evidence", action=argparse.BooleanOptionalAction, default=None,
+                        help="rhythm figures in the prompt and cited in the answer (--no-evidence: the original)")
+    parser.add_argument("--projector-layers", type=int, choices=[2, 3])
+    parser.add_argument("--lora-r", type=int, help="LoRA rank (alpha = 2 r)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--gradient-accumulation-steps", type=int)
+    parser.add_argument("--schedule", choices=["linear", "cosine"])
+    parser.add_argument("--warmup-steps", type=int)
+    parser.add_argument("--samples-per-epoch", type=int)
+    parser.add_argument("--max-train-records", type=int)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--cache", type=Path, help="feature/rhythm cache folder (default: beside the output)")
+    parser.add_argument("--encoder-eval", type=Path, help="Task 1 eval folder to compare with (predictions.csv)")
+    parser.add_argument("--eval-out", type=Path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,13 +208,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument("--split", type=Path, required=True)
     evaluate.add_argument("--split-name", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--stride", type=int, help="whole-record mode: samples between windows (default: "
+                                                      "the checkpoint's, 1200 = 4 s)")
     evaluate.add_argument("--out", type=Path)
     evaluate.set_defaults(func=_encoder_evaluate)
 
-    main_job = commands.add_parser("run", help="the main job: split, encoder, evaluation (resumable)")
+    llm = commands.add_parser("llm", help="Task 2: the ECG-LLM").add_subparsers(dest="llm_command", required=True)
+    llm_train = llm.add_parser("train", help="train projector + LoRA on cached encoder features (accelerate)")
+    llm_train.add_argument("--data", type=Path, required=True)
+    llm_train.add_argument("--split", type=Path, required=True)
+    llm_train.add_argument("--encoder", type=Path, required=True)
+    llm_train.add_argument("--out", type=Path, required=True)
+    llm_train.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True)
+    _add_llm_options(llm_train)
+    llm_train.set_defaults(func=_llm_train)
+    llm_eval = llm.add_parser("evaluate", help="scoring, generation, grounding and comparison with Task 1")
+    llm_eval.add_argument("--model", type=Path, required=True)
+    llm_eval.add_argument("--data", type=Path, required=True)
+    llm_eval.add_argument("--split", type=Path, required=True)
+    _add_llm_options(llm_eval)
+    llm_eval.set_defaults(func=_llm_evaluate)
+
+    main_job = commands.add_parser("run", help="the main job: split, encoder, LLM, evaluation, comparison "
+                                               "(resumable)")
     main_job.add_argument("--data", type=Path, required=True)
     main_job.add_argument("--out", type=Path, required=True)
-    main_job.add_argument("--preset", default="cpu", choices=["smoke", "cpu", "paper"])
+    main_job.add_argument("--preset", default="cpu", choices=["smoke", "cpu", "qwen3-8b"])
+    main_job.add_argument("--lm", help="backbone override, e.g. a local Qwen3-8B folder")
     main_job.add_argument("--seed", type=int, default=42)
     main_job.set_defaults(func=_run)
     return parser

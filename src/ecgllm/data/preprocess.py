@@ -28,7 +28,8 @@ def zscore(signal: np.ndarray) -> np.ndarray:
 
 def crop_or_pad(signal: np.ndarray, length: int, mode: str = "center", rng: np.random.Generator | None = None
                 ) -> np.ndarray:
-    """Cut `length` samples (centre or random start); pad shorter signals with zeros (the mean after z-score) at the end."""
+    """Cut `length` samples (centre or random start); pad shorter signals at the end with zeros, the mean after
+    z-score."""
     n = len(signal)
     if n < length:
         return np.pad(signal, (0, length - n))

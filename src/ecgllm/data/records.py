@@ -46,7 +46,8 @@ def validate_signal(
         raise RecordError(name, f"{n_bad} non-finite samples (NaN or inf)")
     seconds = len(signal) / fs
     if seconds < min_seconds:
-        raise RecordError(name, f"too short: {seconds:.2f} s ({len(signal)} samples at {fs:g} Hz); at least {min_seconds:g} s needed")
+        raise RecordError(name, f"too short: {seconds:.2f} s ({len(signal)} samples at {fs:g} Hz); "
+                                f"at least {min_seconds:g} s needed")
     signal = (signal / gain).astype(np.float32)
     peak_to_peak = float(np.ptp(signal))
     if peak_to_peak < FLAT_PEAK_TO_PEAK_MV:

@@ -30,7 +30,10 @@ def record_windows(signals: list[np.ndarray], mode: str, window: int, stride: in
     pieces, owners = [], []
     for index, signal in enumerate(signals):
         normalised = zscore(signal)
-        windows = crop_or_pad(normalised, window)[None] if mode == "center" else sliding_windows(normalised, window, stride)
+        if mode == "center":
+            windows = crop_or_pad(normalised, window)[None]
+        else:
+            windows = sliding_windows(normalised, window, stride)
         pieces.append(windows)
         owners.append(np.full(len(windows), index))
     return np.concatenate(pieces), np.concatenate(owners)

@@ -113,8 +113,8 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
 
     model = MSCNN(model_config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader),
-                                                    pct_start=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
+                                                    total_steps=config.epochs * len(loader), pct_start=0.1)
     train_labels = np.array([dataset.labels[i] for i in train_ids])
     pos_weight = None
     if config.balance == "weight":

@@ -28,9 +28,13 @@ class ChatFormatter:
             out.extend([token] * self.config.ecg_tokens if token == self.placeholder_id else [token])
         return out
 
-    def prompt_text(self, evidence: RhythmEvidence | None) -> str:
+    def _messages(self, evidence: RhythmEvidence | None) -> list[dict]:
+        system = [{"role": "system", "content": self.config.system_prompt}] if self.config.system_prompt else []
         content = user_prompt(self.config.lang, evidence if self.config.evidence else None)
-        return self._render([{"role": "user", "content": content}], add_generation_prompt=True)
+        return system + [{"role": "user", "content": content}]
+
+    def prompt_text(self, evidence: RhythmEvidence | None) -> str:
+        return self._render(self._messages(evidence), add_generation_prompt=True)
 
     def prompt_ids(self, evidence: RhythmEvidence | None) -> list[int]:
         return self._expand(self._ids(self.prompt_text(evidence)))
@@ -38,9 +42,8 @@ class ChatFormatter:
     def answer_ids(self, label: int, evidence: RhythmEvidence | None) -> list[int]:
         """The answer as the template closes an assistant turn (e.g. followed by <|im_end|>)."""
         answer = answer_text(label, self.config.lang, evidence if self.config.evidence else None)
-        content = user_prompt(self.config.lang, evidence if self.config.evidence else None)
-        prompt = self._render([{"role": "user", "content": content}], add_generation_prompt=True)
-        full = self._render([{"role": "user", "content": content}, {"role": "assistant", "content": answer}],
+        prompt = self.prompt_text(evidence)
+        full = self._render(self._messages(evidence) + [{"role": "assistant", "content": answer}],
                             add_generation_prompt=False)
         suffix = full[len(prompt):] if full.startswith(prompt) else answer + self.tokenizer.eos_token
         return self._ids(suffix)

@@ -28,6 +28,7 @@ class ECGLLMConfig:
     lang: str = "zh"
     evidence: bool = True  # rhythm figures in the prompt and one answer sentence citing them; off = the original
     placeholder: str = PLACEHOLDER
+    system_prompt: str | None = None  # None keeps the template's default (SmolLM2 then adds its own, Qwen3 none)
     # Filled in when the model is built: what the projector maps from and to, and which encoder produced the features.
     feature_dim: int = 0
     hidden_size: int = 0
@@ -48,7 +49,8 @@ class LLMTrainingConfig:
     weight_decay: float = 0.0
     bf16: bool = True  # used where the device supports it
     gradient_checkpointing: bool = False
-    balance: str = "none"  # or "oversample" AF
+    balance: str = "none"  # or "oversample" AF to balanced classes
+    samples_per_epoch: int | None = None  # with oversampling: draws per epoch (default: the number of records)
     max_train_records: int | None = None  # a stratified subset, for smoke and quick runs
     max_eval_records: int | None = None
     eval_batch_size: int = 16
@@ -61,11 +63,14 @@ LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig]] = {
     "qwen3-8b": (ECGLLMConfig(preset="qwen3-8b", lm="Qwen3-8B", lm_dtype="bfloat16", ecg_tokens=4, lang="zh"),
                  LLMTrainingConfig()),
     # SmolLM2-135M on 2 CPU cores: English (about half the tokens of Chinese for this tokenizer), 4 ECG tokens.
-    "cpu": (ECGLLMConfig(preset="cpu", lm=SMOLLM2, ecg_tokens=4, lang="en"),
-            LLMTrainingConfig(epochs=1, batch_size=8, gradient_accumulation_steps=2, lr=2e-4, warmup_steps=20,
-                              schedule="cosine", balance="oversample", eval_batch_size=32, max_new_tokens=48)),
+    # One pass over 1600 class-balanced draws (about 30 min); a short system prompt replaces SmolLM2's default.
+    "cpu": (ECGLLMConfig(preset="cpu", lm=SMOLLM2, ecg_tokens=4, lang="en",
+                         system_prompt="You are a cardiologist."),
+            LLMTrainingConfig(epochs=1, batch_size=8, gradient_accumulation_steps=2, lr=3e-4, warmup_steps=10,
+                              schedule="cosine", balance="oversample", samples_per_epoch=1600, eval_batch_size=16,
+                              max_new_tokens=48)),
     # Tiny random Qwen3 with the real Qwen3 tokenizer: the whole path in seconds.
     "smoke": (ECGLLMConfig(preset="smoke", lm=TINY_QWEN3, ecg_tokens=2, lang="zh", lora=LoRASettings(r=4, alpha=8)),
-              LLMTrainingConfig(epochs=2, batch_size=4, gradient_accumulation_steps=1, lr=1e-3, warmup_steps=2,
+              LLMTrainingConfig(epochs=3, batch_size=4, gradient_accumulation_steps=1, lr=5e-3, warmup_steps=2,
                                 max_train_records=24, max_eval_records=16, eval_batch_size=8, max_new_tokens=24)),
 }

@@ -1,10 +1,13 @@
 """Instruction examples and their batches: prompt tokens masked with -100, real pad token, correct attention mask."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from ecgllm.data.dataset import CinCDataset
 from ecgllm.llm.chat import ChatFormatter
+from ecgllm.llm.features import cached_features, cached_rhythm
 from ecgllm.rhythm import RhythmEvidence
 
 IGNORE_INDEX = -100
@@ -23,8 +26,18 @@ class Example:
 def build_examples(formatter: ChatFormatter, ids: list[str], labels: dict[str, int],
                    features: dict[str, torch.Tensor], evidence: dict[str, RhythmEvidence]) -> list[Example]:
     return [Example(record=i, label=labels[i], features=features[i], evidence=evidence[i],
-                    prompt_ids=formatter.prompt_ids(evidence[i]), answer_ids=formatter.answer_ids(labels[i], evidence[i]))
+                    prompt_ids=formatter.prompt_ids(evidence[i]),
+                    answer_ids=formatter.answer_ids(labels[i], evidence[i]))
             for i in ids]
+
+
+def prepare_examples(model, dataset: CinCDataset, ids: list[str], cache_dir: Path, progress: bool = True
+                     ) -> list[Example]:
+    """Examples of `ids` for an ECGLLM, from the feature and rhythm caches (filled on first use)."""
+    features = cached_features(model.encoder, model.config.encoder_fingerprint, dataset, ids, model.config.ecg_tokens,
+                               cache_dir, progress)
+    evidence = cached_rhythm(dataset, ids, cache_dir, progress)
+    return build_examples(ChatFormatter(model.tokenizer, model.config), ids, dataset.labels, features, evidence)
 
 
 def pad(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:

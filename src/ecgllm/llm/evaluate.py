@@ -60,7 +60,8 @@ def compare_with_encoder(labels: np.ndarray, ids: list[str], p_llm: np.ndarray, 
                          encoder_eval_dir: Path) -> dict:
     """Task 1 vs Task 2 on the same test records, for each Task 1 mode."""
     rows = {r["record"]: r for r in csv.DictReader((encoder_eval_dir / "predictions.csv").open())}
-    thresholds = {m: v["threshold"] for m, v in json.loads((encoder_eval_dir / "metrics.json").read_text())["modes"].items()}
+    modes = json.loads((encoder_eval_dir / "metrics.json").read_text())["modes"]
+    thresholds = {mode: result["threshold"] for mode, result in modes.items()}
     out = {}
     for mode, threshold in thresholds.items():
         p_cnn = np.array([float(rows[i][f"p_af_{mode}"]) for i in ids])

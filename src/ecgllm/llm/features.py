@@ -1,7 +1,8 @@
 """Frozen-encoder features and rhythm evidence, computed once per record and cached on disk.
 
 The encoder never changes while the LLM trains, so recomputing it at every step (the original's way) only costs time.
-Feature files are keyed by the encoder's weights, the number of ECG tokens and the crop; rhythm files by the signal.
+Feature files are keyed by the encoder (weights and config, which holds the preprocessing), the number of ECG tokens
+and the crop; rhythm entries by the signal.
 """
 
 import hashlib

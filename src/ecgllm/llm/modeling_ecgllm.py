@@ -32,8 +32,12 @@ ENCODER_DIR = "encoder"
 TOKENIZER_DIR = "tokenizer"
 
 
-def file_fingerprint(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def encoder_fingerprint(folder: Path) -> str:
+    """Identifies an encoder checkpoint: its weights and its config (which holds the preprocessing)."""
+    digest = hashlib.sha256()
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        digest.update((Path(folder) / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class ECGProjector(nn.Sequential):
@@ -110,7 +114,7 @@ class ECGLLM(nn.Module):
                           target_modules=list(config.lora.target_modules), task_type="CAUSAL_LM")
         config = dataclasses.replace(
             config, feature_dim=encoder.config.feature_dim, hidden_size=lm.config.hidden_size,
-            encoder_preset=encoder.config.preset, encoder_fingerprint=file_fingerprint(encoder_dir / WEIGHTS_NAME))
+            encoder_preset=encoder.config.preset, encoder_fingerprint=encoder_fingerprint(encoder_dir))
         model = cls(config, encoder, get_peft_model(lm, lora), tokenizer)
         model._encoder_source = encoder_dir
         return model
@@ -145,11 +149,12 @@ class ECGLLM(nn.Module):
             config = dataclasses.replace(config, lm=str(lm))
         encoder_dir = Path(encoder) if encoder is not None else folder / ENCODER_DIR
         mscnn = MSCNN.from_pretrained(encoder_dir)
-        fingerprint = file_fingerprint(encoder_dir / WEIGHTS_NAME)
+        fingerprint = encoder_fingerprint(encoder_dir)
         if fingerprint != config.encoder_fingerprint:
             raise CheckpointError(
-                f"{encoder_dir}: encoder (preset {mscnn.config.preset!r}, weights {fingerprint}) is not the one this "
-                f"model was trained with (preset {config.encoder_preset!r}, weights {config.encoder_fingerprint})")
+                f"{encoder_dir}: encoder (preset {mscnn.config.preset!r}, fingerprint {fingerprint}) is not the one "
+                f"this model was trained with (preset {config.encoder_preset!r}, "
+                f"fingerprint {config.encoder_fingerprint})")
         tokenizer = load_tokenizer(folder / TOKENIZER_DIR, config.placeholder, add_placeholder=False)
         base = load_lm(config.lm, config.lm_dtype)
         fit_embeddings(base, tokenizer)

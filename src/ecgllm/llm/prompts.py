@@ -9,7 +9,8 @@ LANGUAGES = ("zh", "en")
 PLACEHOLDER = "<|ecg_feature|>"
 
 INSTRUCTION = {
-    "zh": "请作为一名心脏病专家，分析这段心电图信号特征。{ecg}{evidence}请判断该患者是否患有房颤（Atrial Fibrillation）？",
+    "zh": "请作为一名心脏病专家，分析这段心电图信号特征。{ecg}{evidence}"
+          "请判断该患者是否患有房颤（Atrial Fibrillation）？",
     "en": "As a cardiologist, analyse the features of this ECG signal. {ecg}{evidence}"
           "Does this patient have atrial fibrillation (AF)?",
 }

@@ -4,14 +4,11 @@ Only the projector and the LoRA weights train. Encoder features and rhythm evide
 the frozen CNN runs once per record, not once per step.
 """
 
-import csv
-import dataclasses
 import json
 import logging
 import math
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -22,14 +19,11 @@ from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split
-from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.training import subset_ids
-from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
-from ecgllm.llm.data import Example, TrainingCollator, build_examples
-from ecgllm.llm.features import cached_features, cached_rhythm
-from ecgllm.llm.modeling_ecgllm import ECGLLM, file_fingerprint
-from ecgllm.modeling_utils import WEIGHTS_NAME, config_to_dict
+from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
+from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.modeling_utils import config_to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +46,6 @@ def make_accelerator(config: LLMTrainingConfig):
     if accelerator.num_processes != world:
         raise RuntimeError(f"accelerate runs {accelerator.num_processes} process(es) but WORLD_SIZE is {world}")
     return accelerator
-
-
-def prepare_examples(model: ECGLLM, encoder_dir: Path, dataset: CinCDataset, ids: list[str], cache_dir: Path,
-                     progress: bool) -> list[Example]:
-    """Examples of `ids` from the feature and rhythm caches (computed on first use)."""
-    encoder = model.encoder
-    fingerprint = file_fingerprint(Path(encoder_dir) / WEIGHTS_NAME)
-    features = cached_features(encoder, fingerprint, dataset, ids, model.config.ecg_tokens, cache_dir, progress)
-    evidence = cached_rhythm(dataset, ids, cache_dir, progress)
-    return build_examples(ChatFormatter(model.tokenizer, model.config), ids, dataset.labels, features, evidence)
 
 
 def last_checkpoint(out_dir: Path) -> tuple[int, Path | None]:
@@ -98,8 +82,9 @@ def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int) -> 
     if config.balance == "oversample":
         labels = np.array([e.label for e in examples])
         counts = np.bincount(labels, minlength=2)
-        sampler = WeightedRandomSampler([1.0 / counts[y] for y in labels], num_samples=len(examples),
-                                        replacement=True, generator=generator)
+        sampler = WeightedRandomSampler([1.0 / counts[y] for y in labels],
+                                        num_samples=config.samples_per_epoch or len(examples), replacement=True,
+                                        generator=generator)
         return DataLoader(examples, batch_size=config.batch_size, sampler=sampler, collate_fn=collate)
     if config.balance != "none":
         raise ValueError(f"unknown balance {config.balance!r}; choose none or oversample")
@@ -124,7 +109,7 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
         model.lm.gradient_checkpointing_enable()
     train_ids = subset_ids(split, "train", config.max_train_records, config.seed)
     with accelerator.main_process_first():  # one process fills the caches, the others read them
-        examples = prepare_examples(model, encoder_dir, dataset, train_ids, cache_dir, progress and accelerator.is_main_process)
+        examples = prepare_examples(model, dataset, train_ids, cache_dir, progress and accelerator.is_main_process)
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
@@ -132,7 +117,8 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     loader = _loader(examples, config, model.tokenizer.pad_token_id)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    updates_per_epoch = math.ceil(len(loader) / accelerator.num_processes / config.gradient_accumulation_steps)
+    # Counted as on one process: accelerate steps a prepared scheduler once per process at every update.
+    updates_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=config.warmup_steps,
                               num_training_steps=config.epochs * updates_per_epoch)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
@@ -142,7 +128,7 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
         logger.info("resuming after epoch %d from %s", done, checkpoint)
     logger.info("training %s on %d records x %d process(es): %d trainable parameters, %d optimiser steps per epoch",
                 model_config.preset, len(examples), accelerator.num_processes, sum(p.numel() for p in trainable),
-                updates_per_epoch)
+                math.ceil(updates_per_epoch / accelerator.num_processes))
 
     log_path = out_dir / LOG_NAME
     write_log = accelerator.is_main_process
@@ -162,7 +148,9 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
                 optimizer.zero_grad()
             loss_value = accelerator.gather(loss.detach()).mean().item()
             losses.append(loss_value)
-            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", acc=f"{(micro_step - 1) % config.gradient_accumulation_steps + 1}/{config.gradient_accumulation_steps}")
+            accumulated = (micro_step - 1) % config.gradient_accumulation_steps + 1
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}",
+                            acc=f"{accumulated}/{config.gradient_accumulation_steps}")
             if write_log:
                 rate = micro_step * config.batch_size * accelerator.num_processes / (time.perf_counter() - started)
                 with log_path.open("a") as log:
@@ -172,7 +160,8 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
         logger.info("epoch %d: average loss %.4f (%.0f s)", epoch, np.mean(losses), time.perf_counter() - started)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            save_checkpoint(accelerator.unwrap_model(model), optimizer, scheduler, out_dir / f"checkpoint_epoch_{epoch}")
+            save_checkpoint(accelerator.unwrap_model(model), optimizer, scheduler,
+                            out_dir / f"checkpoint_epoch_{epoch}")
     accelerator.wait_for_everyone()
     final = out_dir / "final"
     if accelerator.is_main_process:

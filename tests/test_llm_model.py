@@ -1,0 +1,160 @@
+"""The ECG-LLM on the real Qwen3 tokenizer and a tiny random Qwen3: splicing, masking, scoring, saving, bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ecgllm.errors import CheckpointError
+from ecgllm.llm.chat import ChatFormatter
+from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+from ecgllm.llm.data import IGNORE_INDEX, Example, TrainingCollator
+from ecgllm.llm.inference import generate_answers, score_af
+from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.rhythm import RhythmEvidence
+
+EVIDENCE = [RhythmEvidence(n_beats=40, heart_rate_bpm=79, rr_cv=0.06, rmssd_ms=35, prr31=0.16, sd1_ms=25, sd2_ms=56),
+            RhythmEvidence(n_beats=110, heart_rate_bpm=111, rr_cv=0.41, rmssd_ms=300, prr31=0.9, sd1_ms=212,
+                           sd2_ms=250),
+            RhythmEvidence(n_beats=3)]
+
+
+@pytest.fixture(scope="module")
+def model(smoke_encoder):
+    torch.manual_seed(0)
+    return ECGLLM.build(LLM_PRESETS["smoke"][0], smoke_encoder).eval()
+
+
+@pytest.fixture(scope="module")
+def examples(model):
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    features = model.encode_ecg(torch.randn(3, 1, 2400))
+    return [Example(f"r{i}", i % 2, features[i], e, formatter.prompt_ids(e), formatter.answer_ids(i % 2, e))
+            for i, e in enumerate(EVIDENCE)]
+
+
+def test_placeholder_is_one_token_expanded_in_place(model, examples):
+    tokenizer = model.tokenizer
+    assert tokenizer.convert_ids_to_tokens(model.placeholder_id) == "<|ecg_feature|>"
+    assert model.placeholder_id == 151669  # added after the last Qwen3 special (151668); no resize needed
+    formatter = ChatFormatter(tokenizer, model.config)
+    text = formatter.prompt_text(EVIDENCE[0])
+    assert text.startswith("<|im_start|>user\n请作为一名心脏病专家")
+    assert text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")  # Qwen3 template, enable_thinking=False
+    ids = examples[0].prompt_ids
+    slots = [i for i, t in enumerate(ids) if t == model.placeholder_id]
+    assert len(slots) == model.config.ecg_tokens and slots == list(range(slots[0], slots[0] + len(slots)))
+    before = tokenizer.decode(ids[:slots[0]])
+    assert before.endswith("分析这段心电图信号特征。")  # in place, not prepended
+    assert tokenizer.decode(examples[0].answer_ids).endswith("<|im_end|>\n")
+
+
+def test_collator_masks_prompt_and_padding(model, examples):
+    batch = TrainingCollator(model.tokenizer.pad_token_id)(examples)
+    assert model.tokenizer.pad_token_id == 151643  # the real pad token, not id 0
+    for row, e in enumerate(examples):
+        n_prompt, n_answer = len(e.prompt_ids), len(e.answer_ids)
+        assert batch["input_ids"][row, :n_prompt].tolist() == e.prompt_ids  # training sees the inference prompt
+        assert (batch["labels"][row, :n_prompt] == IGNORE_INDEX).all()
+        assert batch["labels"][row, n_prompt:n_prompt + n_answer].tolist() == e.answer_ids
+        assert (batch["labels"][row, n_prompt + n_answer:] == IGNORE_INDEX).all()
+        assert batch["attention_mask"][row].sum() == n_prompt + n_answer
+
+
+def test_ecg_embeddings_replace_the_placeholder_rows(model, examples):
+    batch = TrainingCollator(model.tokenizer.pad_token_id)(examples[:1])
+    embedded = model.embed(batch["input_ids"], batch["ecg_features"])
+    slots = batch["input_ids"][0] == model.placeholder_id
+    projected = model.projector(batch["ecg_features"])[0]
+    assert torch.allclose(embedded[0, slots], projected)
+    plain = model.lm.get_input_embeddings()(batch["input_ids"])
+    assert torch.equal(embedded[0, ~slots], plain[0, ~slots])
+    # Causality: another ECG changes no logit before the placeholder, and the ones after it.
+    other = batch["ecg_features"] + 1.0
+    with torch.no_grad():
+        a = model(batch["input_ids"], batch["attention_mask"], batch["ecg_features"]).logits
+        b = model(batch["input_ids"], batch["attention_mask"], other).logits
+    first = int(slots.nonzero()[0])
+    assert torch.allclose(a[0, :first], b[0, :first], atol=1e-5)
+    assert not torch.allclose(a[0, first:], b[0, first:], atol=1e-4)
+
+
+def test_loss_only_on_answer(model, examples):
+    batch = TrainingCollator(model.tokenizer.pad_token_id)(examples)
+    loss = model(**batch).loss
+    assert torch.isfinite(loss) and loss.item() > 5  # random tiny model: about ln(151936)
+    loss.backward()
+    assert model.projector[0].weight.grad is not None
+    assert all(p.grad is None for n, p in model.lm.named_parameters() if "lora_" not in n)
+    model.zero_grad()
+
+
+def test_scoring_is_padding_invariant(model, examples):
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    features = torch.stack([e.features for e in examples])
+    together = score_af(model, formatter, [e.prompt_ids for e in examples], features)
+    alone = np.concatenate([score_af(model, formatter, [e.prompt_ids], e.features[None]) for e in examples])
+    assert together.shape == (3,) and np.all((together > 0) & (together < 1))
+    np.testing.assert_allclose(together, alone, rtol=1e-3, atol=1e-6)
+    answers = generate_answers(model, formatter, [e.prompt_ids for e in examples], features, max_new_tokens=5)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+
+
+def test_save_load_round_trip_without_base_lm(model, examples, tmp_path):
+    model.save_pretrained(tmp_path)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert "projector.safetensors" in files and "adapter/adapter_model.safetensors" in files
+    assert "encoder/model.safetensors" in files and "config.json" in files
+    assert not any(f.endswith("model.safetensors") and not f.startswith(("encoder/", "adapter/")) for f in files)
+    adapter_bytes = (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size
+    assert adapter_bytes < 2_000_000  # LoRA only; the base LM is never written
+    loaded = ECGLLM.from_pretrained(tmp_path)
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    features = torch.stack([e.features for e in examples])
+    np.testing.assert_allclose(score_af(loaded, ChatFormatter(loaded.tokenizer, loaded.config),
+                                        [e.prompt_ids for e in examples], features),
+                               score_af(model, formatter, [e.prompt_ids for e in examples], features), rtol=1e-5)
+
+
+def test_bad_inputs_are_clear_errors(model, tmp_path, smoke_encoder):
+    from ecgllm.encoder import ENCODER_PRESETS, MSCNN
+
+    model.save_pretrained(tmp_path / "m")
+    other = tmp_path / "other_encoder"
+    MSCNN(ENCODER_PRESETS["cpu"]).save_pretrained(other)
+    with pytest.raises(CheckpointError, match="not the one this model was trained with"):
+        ECGLLM.from_pretrained(tmp_path / "m", encoder=other)
+    with pytest.raises(CheckpointError, match="no language model here"):
+        ECGLLM.from_pretrained(tmp_path / "m", lm=str(tmp_path / "no_such_lm"))
+    (tmp_path / "m" / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00garbage" * 64)
+    with pytest.raises(CheckpointError, match="corrupt or mismatched LoRA adapter"):
+        ECGLLM.from_pretrained(tmp_path / "m")
+    model.save_pretrained(tmp_path / "t")
+    tokenizer_json = tmp_path / "t" / "tokenizer" / "tokenizer.json"
+    raw = json.loads(tokenizer_json.read_text())
+    raw["added_tokens"] = [t for t in raw["added_tokens"] if t["content"] != "<|ecg_feature|>"]
+    tokenizer_json.write_text(json.dumps(raw))
+    config_path = tmp_path / "t" / "tokenizer" / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.get("added_tokens_decoder", {}).pop("151669", None)
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="no single token '<\\|ecg_feature\\|>'"):
+        ECGLLM.from_pretrained(tmp_path / "t")
+
+
+def test_qwen3_8b_lora_parameter_count():
+    """r=16 on all seven projections of the real Qwen3-8B config: about 43.6M, not the original README's 8.4M."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=128, tie_word_embeddings=False)
+    with torch.device("meta"):
+        lm = Qwen3ForCausalLM(config)
+    settings = LLM_PRESETS["qwen3-8b"][0].lora
+    peft_lm = get_peft_model(lm, LoraConfig(r=settings.r, lora_alpha=settings.alpha,
+                                            target_modules=list(settings.target_modules)))
+    trainable = sum(p.numel() for p in peft_lm.parameters() if p.requires_grad)
+    assert trainable == 36 * 16 * (2 * (4096 + 4096) + 2 * (4096 + 1024) + 3 * (4096 + 12288)) == 43_646_976
+    assert 8.0e9 < sum(p.numel() for p in lm.parameters()) < 8.3e9  # it is the 8B model
