@@ -90,6 +90,21 @@ def test_loss_only_on_answer(model, examples):
     model.zero_grad()
 
 
+def test_scoring_equals_sentence_log_likelihoods(model, examples):
+    """Reference: a plain forward pass over prompt + sentence, summing the sentence tokens' log-probabilities."""
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    e = examples[1]
+    log_likelihood = []
+    for sentence in formatter.decision_ids():
+        ids = torch.tensor([e.prompt_ids + sentence])
+        with torch.no_grad():
+            logits = model(ids, torch.ones_like(ids), e.features[None]).logits[0]
+        log_probs = torch.log_softmax(logits[len(e.prompt_ids) - 1:-1], -1)
+        log_likelihood.append(log_probs.gather(-1, torch.tensor(sentence)[:, None]).sum().item())
+    expected = 1 / (1 + np.exp(log_likelihood[0] - log_likelihood[1]))
+    assert score_af(model, formatter, [e.prompt_ids], e.features[None])[0] == pytest.approx(expected, rel=1e-3)
+
+
 def test_scoring_is_padding_invariant(model, examples):
     formatter = ChatFormatter(model.tokenizer, model.config)
     features = torch.stack([e.features for e in examples])
@@ -158,3 +173,18 @@ def test_qwen3_8b_lora_parameter_count():
     trainable = sum(p.numel() for p in peft_lm.parameters() if p.requires_grad)
     assert trainable == 36 * 16 * (2 * (4096 + 4096) + 2 * (4096 + 1024) + 3 * (4096 + 12288)) == 43_646_976
     assert 8.0e9 < sum(p.numel() for p in lm.parameters()) < 8.3e9  # it is the 8B model
+
+
+def test_decision_bias_moves_generation_to_the_threshold():
+    from ecgllm.llm.inference import DecisionBias
+
+    normal, af = [5, 6, 7, 8], [5, 6, 9, 10]
+    bias = DecisionBias(normal, af, threshold=0.9)  # logit(0.9) = 2.197
+    scores = torch.zeros(3, 12)
+    scores[:, 9] = 2.0  # the AF branch leads by 2.0 nats at the split: greedy alone would say AF
+    generated = torch.tensor([[5, 6], [5, 6], [5, 4]])
+    out = bias(generated, scores.clone())
+    assert out[0].argmax() != 9 and out[1].argmax() != 9  # below the threshold's log-odds: not AF
+    assert out[2, 9] == 2.0  # another prefix: untouched
+    assert torch.equal(bias(generated[:, :1], scores.clone()), scores)  # other positions: untouched
+    assert DecisionBias(normal, af, threshold=0.5)(generated, scores.clone())[0].argmax() == 9

@@ -134,6 +134,43 @@ def _llm_evaluate(args) -> int:
     return 0
 
 
+def _diagnose(args) -> int:
+    import csv
+    import json
+
+    from ecgllm.data.readers import expand_inputs, read_recording
+    from ecgllm.errors import RecordError
+    from ecgllm.inference.diagnose import MIN_SECONDS, diagnose
+    from ecgllm.llm.modeling_ecgllm import ECGLLM
+
+    model = ECGLLM.from_pretrained(args.model)
+    results, failures = [], []
+    for path in expand_inputs(args.paths):
+        try:
+            recording = read_recording(path, args.fs, args.lead, args.gain, min_seconds=MIN_SECONDS)
+            result = diagnose(model, recording.signal, recording.fs, recording.name)
+        except RecordError as error:
+            failures.append({"file": str(path), "error": error.reason})
+            print(f"error: {error}", file=sys.stderr)
+            continue
+        results.append(result.to_dict())
+        if not args.json:
+            verdict = "AF" if result.af else "no AF"
+            print(f"{path}: P(AF) {result.p_af:.3f} (threshold {result.threshold:.3f}) -> {verdict}\n  {result.answer}")
+    if args.json:
+        print(json.dumps({"results": results, "failures": failures}, indent=2, ensure_ascii=False))
+    if args.csv:
+        with args.csv.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["record", "seconds", "p_af", "threshold", "af", "answer", "error"])
+            for r in results:
+                writer.writerow([r["record"], r["seconds"], f"{r['p_af']:.6f}", r["threshold"], int(r["af"]),
+                                 r["answer"], ""])
+            for f in failures:
+                writer.writerow([f["file"], "", "", "", "", "", f["error"]])
+    return 1 if failures and not results else 0
+
+
 def _run(args) -> int:
     from ecgllm.pipeline import run
 
@@ -228,6 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     llm_eval.add_argument("--split", type=Path, required=True)
     _add_llm_options(llm_eval)
     llm_eval.set_defaults(func=_llm_evaluate)
+
+    diagnose = commands.add_parser("diagnose", help="diagnose recordings (.mat, WFDB .hea/.dat, .csv, .npy)")
+    diagnose.add_argument("paths", type=Path, nargs="+", help="files or folders")
+    diagnose.add_argument("--model", type=Path, required=True, help="a trained ECG-LLM folder (RUN/llm/final)")
+    diagnose.add_argument("--fs", type=float, help="sampling rate for files without a header")
+    diagnose.add_argument("--lead", help="lead name or index for multi-lead files")
+    diagnose.add_argument("--gain", type=float, help="units per mV for headerless files (default: values are mV)")
+    diagnose.add_argument("--json", action="store_true", help="machine-readable output")
+    diagnose.add_argument("--csv", type=Path, help="also write one row per record")
+    diagnose.set_defaults(func=_diagnose)
 
     main_job = commands.add_parser("run", help="the main job: split, encoder, LLM, evaluation, comparison "
                                                "(resumable)")

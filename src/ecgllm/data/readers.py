@@ -162,3 +162,17 @@ def read_recording(path: str | Path, fs: float | None = None, lead: str | int | 
     fs = _check_fs(path, fs)
     signal = validate_signal(signal, fs, str(path), min_seconds)
     return Recording(path.stem, signal, fs, name, source)
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder becomes its recordings (one entry per WFDB record: its header)."""
+    out = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            out.append(path)
+            continue
+        for item in sorted(path.iterdir()):
+            suffix = item.suffix.lower()
+            if suffix == ".hea" or (suffix in (".mat", ".csv", ".npy") and not item.with_suffix(".hea").exists()):
+                out.append(item)
+    return out

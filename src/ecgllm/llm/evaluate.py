@@ -20,7 +20,7 @@ from ecgllm.llm.prompts import DECISION, numbers_grounded, parse_decision
 
 def predict(model: ECGLLM, examples: list[Example], batch_size: int, generate: bool, max_new_tokens: int,
             progress: bool = True, desc: str = "ECG-LLM") -> tuple[np.ndarray, list[str]]:
-    """P(AF) for every example and, if asked, its greedily generated answer."""
+    """P(AF) for every example and, if asked, its greedily generated answer (decided at the model's threshold)."""
     formatter = ChatFormatter(model.tokenizer, model.config)
     probabilities, answers = [], []
     for start in tqdm(range(0, len(examples), batch_size), desc=desc, unit="batch", disable=not progress):
@@ -29,7 +29,7 @@ def predict(model: ECGLLM, examples: list[Example], batch_size: int, generate: b
         features = torch.stack([e.features for e in batch])
         probabilities.append(score_af(model, formatter, prompts, features))
         if generate:
-            answers += generate_answers(model, formatter, prompts, features, max_new_tokens)
+            answers += generate_answers(model, formatter, prompts, features, max_new_tokens, model.config.threshold)
     return np.concatenate(probabilities), answers
 
 

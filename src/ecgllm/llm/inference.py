@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.data import pad
@@ -11,40 +12,69 @@ from ecgllm.llm.modeling_ecgllm import ECGLLM
 @torch.no_grad()
 def score_af(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor
              ) -> np.ndarray:
-    """P(AF) = sigmoid(log p(AF sentence | prompt) - log p(normal sentence | prompt)), one forward pass for both.
+    """P(AF) = sigmoid(log p(AF sentence | prompt) - log p(normal sentence | prompt)).
 
-    Prompts are left-padded so that the decision tokens of every row sit in the same last positions; only those
-    positions' logits are computed.
+    The prompts run once (left-padded, keeping their key/value cache); the cache is duplicated and both decision
+    sentences run on it in one batched pass.
     """
     model.eval()
     device = model.device
-    decisions = formatter.decision_ids()
+    pad_id = formatter.tokenizer.pad_token_id
     n = len(prompts)
-    prompt_ids, prompt_mask = pad(prompts, formatter.tokenizer.pad_token_id, side="left")
-    decision_ids, decision_mask = pad(list(decisions), formatter.tokenizer.pad_token_id, side="right")  # [2, Ld]
-    length = decision_ids.shape[1]
-    # Rows 0..n-1 continue with the normal sentence, rows n..2n-1 with the AF sentence.
-    input_ids = torch.cat([prompt_ids.repeat(2, 1), decision_ids.repeat_interleave(n, 0)], dim=1).to(device)
-    mask = torch.cat([prompt_mask.repeat(2, 1), decision_mask.repeat_interleave(n, 0)], dim=1).to(device)
-    out = model(input_ids, mask, features.repeat(2, 1, 1).to(device), logits_to_keep=length + 1)
-    log_probs = torch.log_softmax(out.logits[:, :length].float(), dim=-1)  # position t predicts decision token t
-    targets = input_ids[:, -length:]
-    token_ll = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask[:, -length:]
-    sentence_ll = token_ll.sum(-1)
-    return torch.sigmoid(sentence_ll[n:] - sentence_ll[:n]).cpu().numpy()
+    prompt_ids, prompt_mask = pad(prompts, pad_id, side="left")
+    out = model(prompt_ids.to(device), prompt_mask.to(device), features.to(device), use_cache=True,
+                logits_to_keep=1)
+    first = out.logits[:, -1].float().repeat_interleave(2, 0)  # [2n, V]: predicts each sentence's first token
+    cache = out.cache
+    cache.batch_repeat_interleave(2)  # rows b0, b0, b1, b1, ...: normal then AF continuation of each prompt
+
+    decision_ids, decision_mask = pad(list(formatter.decision_ids()), pad_id, side="right")  # [2, Ld]
+    continuation = decision_ids.repeat(n, 1).to(device)  # [2n, Ld]
+    continuation_mask = decision_mask.repeat(n, 1).to(device)
+    mask = torch.cat([prompt_mask.to(device).repeat_interleave(2, 0), continuation_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1)[:, -continuation.shape[1]:]
+    rest = model.lm(input_ids=continuation, attention_mask=mask, position_ids=positions, cache=cache,
+                    use_cache=False).logits.float()  # position t predicts token t + 1
+    logits = torch.cat([first.unsqueeze(1), rest[:, :-1]], dim=1)  # [2n, Ld, V]
+    token_ll = torch.log_softmax(logits, -1).gather(-1, continuation.unsqueeze(-1)).squeeze(-1) * continuation_mask
+    sentence_ll = token_ll.sum(-1).view(n, 2)
+    return torch.sigmoid(sentence_ll[:, 1] - sentence_ll[:, 0]).cpu().numpy()
+
+
+class DecisionBias(LogitsProcessor):
+    """Puts greedy decoding at the validated operating point.
+
+    Scoring says AF when log p(AF sentence) - log p(normal sentence) >= logit(threshold). Where the two decision
+    sentences part, the AF branch's first token is lowered by logit(threshold), so that generation decides at the
+    same threshold instead of at 0.5. Only that one position is touched; everything else is plain greedy decoding.
+    """
+
+    def __init__(self, normal_ids: list[int], af_ids: list[int], threshold: float):
+        self.split = next(i for i, (a, b) in enumerate(zip(normal_ids, af_ids)) if a != b)
+        self.prefix = torch.tensor(normal_ids[:self.split])
+        self.af_token = af_ids[self.split]
+        self.bias = float(np.log(threshold / (1 - threshold)))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        # With inputs_embeds, input_ids holds only the generated tokens.
+        if input_ids.shape[1] == self.split:
+            on_prefix = (input_ids == self.prefix.to(input_ids.device)).all(dim=1)
+            scores[on_prefix, self.af_token] -= self.bias
+        return scores
 
 
 @torch.no_grad()
 def generate_answers(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
-                     max_new_tokens: int = 64) -> list[str]:
-    """Greedy decoding of the full answer, nothing forced."""
+                     max_new_tokens: int = 64, threshold: float | None = None) -> list[str]:
+    """Greedy decoding of the full answer; with `threshold`, decided at that operating point (see DecisionBias)."""
     model.eval()
     tokenizer = formatter.tokenizer
     ids, mask = pad(prompts, tokenizer.pad_token_id, side="left")
     embeddings = model.embed(ids.to(model.device), features.to(model.device))
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
     eos = [t for t in {tokenizer.eos_token_id, end_of_turn} if t is not None and t != tokenizer.unk_token_id]
+    processors = LogitsProcessorList([DecisionBias(*formatter.decision_ids(), threshold)] if threshold else [])
     out = model.lm.generate(inputs_embeds=embeddings, attention_mask=mask.to(model.device),
                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                            eos_token_id=eos, temperature=None, top_p=None, top_k=None)
+                            eos_token_id=eos, temperature=None, top_p=None, top_k=None, logits_processor=processors)
     return [formatter.decode(row) for row in out]

@@ -188,10 +188,11 @@ class ECGLLM(nn.Module):
                              f"{slots.sum(1).tolist()}")
         return embeddings.masked_scatter(slots.unsqueeze(-1), ecg)
 
-    def forward(self, input_ids, attention_mask, ecg_features, labels=None, logits_to_keep: int = 0):
+    def forward(self, input_ids, attention_mask, ecg_features, labels=None, logits_to_keep: int = 0,
+                use_cache: bool = False):
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # right or left padding alike
         return self.lm(inputs_embeds=self.embed(input_ids, ecg_features), attention_mask=attention_mask,
-                       position_ids=position_ids, labels=labels, logits_to_keep=logits_to_keep)
+                       position_ids=position_ids, labels=labels, logits_to_keep=logits_to_keep, use_cache=use_cache)
 
     @property
     def device(self) -> torch.device:

@@ -1,0 +1,59 @@
+"""Diagnosing whole recordings with the real pipeline (tiny random LM): windows, aggregation, decision, batch errors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ecgllm.cli import main
+from ecgllm.data.readers import read_recording
+from ecgllm.errors import RecordError
+from ecgllm.inference.diagnose import diagnose
+from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.llm.prompts import DECISION
+
+
+@pytest.fixture(scope="module")
+def smoke_model_dir(smoke_encoder, tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("smoke_llm")
+    ECGLLM.build(LLM_PRESETS["smoke"][0], smoke_encoder).save_pretrained(folder)
+    return folder
+
+
+def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
+    model = ECGLLM.from_pretrained(smoke_model_dir)
+    recording = read_recording(cinc_dir / "A00005.mat")  # 60 s AF record at 300 Hz
+    at_250 = np.interp(np.arange(0, len(recording.signal), 300 / 250), np.arange(len(recording.signal)),
+                       recording.signal)
+    result = diagnose(model, at_250, 250.0, "A00005@250Hz")
+    assert result.fs_input == 250 and result.fs_model == 300
+    assert abs(result.seconds - recording.seconds) < 0.05
+    assert len(result.windows) == 14  # 60 s, 8-s windows every 4 s
+    assert result.windows[-1].end_s == pytest.approx(result.seconds, abs=0.01)
+    assert result.p_af == pytest.approx(np.mean([w.p_af for w in result.windows]))
+    assert result.af == (result.p_af >= result.threshold)
+    assert result.answer.startswith(DECISION["zh"][int(result.af)])
+    assert 80 <= len(result.r_peaks_s) <= 130 and result.rhythm["n_beats"] == str(len(result.r_peaks_s))
+    json.dumps(result.to_dict())
+    with pytest.raises(RecordError, match="too short to diagnose"):
+        diagnose(model, recording.signal[:1500], 300.0, "short")
+
+
+def test_cli_diagnose_folder_goes_on_past_bad_files(smoke_model_dir, cinc_dir, tmp_path, capsys):
+    for name in ("A00001", "A00004"):
+        for suffix in (".mat", ".hea"):
+            shutil.copy(cinc_dir / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    (tmp_path / "broken.npy").write_text("not numpy")
+    assert main(["-q", "diagnose", str(tmp_path), "--model", str(smoke_model_dir), "--fs", "300", "--json",
+                 "--csv", str(tmp_path / "out.csv")]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert [r["record"] for r in report["results"]] == ["A00001", "A00004"]
+    assert report["failures"][0]["file"].endswith("broken.npy") and "unreadable" in report["failures"][0]["error"]
+    assert "broken.npy" in captured.err
+    rows = (tmp_path / "out.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[-1].startswith(str(tmp_path / "broken.npy"))
