@@ -121,8 +121,9 @@ def _read_array(path: Path, lead, gain: float | None) -> tuple[np.ndarray, str, 
     if path.suffix.lower() == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise RecordError(path, f"unreadable .npy file ({error})") from None
+        except (OSError, ValueError):
+            raise RecordError(path, "unreadable .npy file: not a NumPy array file (pickled objects are refused)"
+                              ) from None
         if not np.issubdtype(array.dtype, np.number):
             raise RecordError(path, f"samples of type {array.dtype} are not numbers")
         array = np.atleast_2d(array.astype(np.float64))

@@ -104,7 +104,8 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     accelerator = make_accelerator(config)
     set_seed(config.seed)
     split.check_against(dataset.labels)
-    model = ECGLLM.build(model_config, encoder_dir)
+    with accelerator.main_process_first():  # a backbone converted or built on first use is made once
+        model = ECGLLM.build(model_config, encoder_dir)
     if config.gradient_checkpointing:
         model.lm.gradient_checkpointing_enable()
     train_ids = subset_ids(split, "train", config.max_train_records, config.seed)
