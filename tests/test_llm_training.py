@@ -1,6 +1,7 @@
 """Training on accelerate: two CPU processes (gloo) with synchronised gradients, falling loss, resumption."""
 
 import csv
+import logging
 import os
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def test_resume_from_last_epoch(small_cinc, smoke_encoder, tmp_path, caplog):
     assert main([*args, "--epochs", "1"]) == 0
     first = (tmp_path / "llm" / "checkpoint_epoch_1" / "projector.safetensors").stat().st_mtime_ns
     caplog.clear()
+    caplog.set_level(logging.INFO)
     assert main([*args, "--epochs", "2"]) == 0
     assert "resuming after epoch 1" in caplog.text
     assert (tmp_path / "llm" / "checkpoint_epoch_1" / "projector.safetensors").stat().st_mtime_ns == first
