@@ -3,6 +3,7 @@
 import json
 import logging
 
+import pytest
 import torch
 
 from ecgllm.llm.backbones import SMOLLM2, load_lm, resolve_lm
@@ -29,3 +30,26 @@ def test_smollm2_is_converted_once_and_answers(caplog):
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert "Paris" in tokenizer.decode(out[0, inputs["input_ids"].shape[1]:])
+
+
+def test_smollm2_checkpoint_holds_no_base_weights(smoke_encoder, tmp_path):
+    """SmolLM2's vocabulary is full, so the placeholder resizes the embeddings; they must not land in the adapter."""
+    from ecgllm.llm.chat import ChatFormatter
+    from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+    from ecgllm.llm.inference import score_af
+    from ecgllm.llm.modeling_ecgllm import ECGLLM
+    from ecgllm.rhythm import RhythmEvidence
+
+    torch.manual_seed(0)
+    model = ECGLLM.build(LLM_PRESETS["cpu"][0], smoke_encoder).eval()
+    assert model.placeholder_id == 49152 and model.lm.get_input_embeddings().weight.shape[0] == 49153
+    model.save_pretrained(tmp_path)
+    adapter = tmp_path / "adapter" / "adapter_model.safetensors"
+    assert adapter.stat().st_size < 30_000_000  # LoRA r=16 only: ~21 MB in fp32; the embeddings alone are 113 MB
+    loaded = ECGLLM.from_pretrained(tmp_path)
+    evidence = RhythmEvidence(n_beats=40, heart_rate_bpm=79, rr_cv=0.06, rmssd_ms=35, prr31=0.16, sd1_ms=25, sd2_ms=56)
+    features = model.encode_ecg(torch.randn(1, 1, 2400))
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    prompt = [formatter.prompt_ids(evidence)]
+    assert score_af(loaded, ChatFormatter(loaded.tokenizer, loaded.config), prompt, features) == \
+        pytest.approx(score_af(model, formatter, prompt, features), rel=1e-5)

@@ -126,7 +126,9 @@ class ECGLLM(nn.Module):
         save_config(self.config, folder / CONFIG_NAME, "ecgllm")
         save_file({k: v.detach().contiguous().cpu() for k, v in self.projector.state_dict().items()},
                   str(folder / PROJECTOR_NAME))
-        self.lm.save_pretrained(folder / ADAPTER_DIR)
+        # The placeholder's embedding row is rebuilt (zeros) on load: saving the resized embeddings would write the
+        # base LM's whole vocabulary matrix into the adapter.
+        self.lm.save_pretrained(folder / ADAPTER_DIR, save_embedding_layers=False)
         self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
         source = getattr(self, "_encoder_source", None)
         if source is not None and Path(source).resolve() != (folder / ENCODER_DIR).resolve():
