@@ -3,17 +3,18 @@
 Each stage is skipped when its output exists, so a stopped run resumes where it stopped.
 """
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from ecgllm.data.dataset import CinCDataset, load_cinc_folder
-from ecgllm.data.split import Split, make_split
+from ecgllm.data.split import Split, make_split, subset_ids
 from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
 from ecgllm.encoder.modeling_mscnn import MSCNN
-from ecgllm.encoder.training import TRAINING_PRESETS, subset_ids, train_encoder
+from ecgllm.encoder.training import TRAINING_PRESETS, train_encoder
 from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
@@ -77,8 +78,6 @@ def evaluate_llm_folder(model_dir: Path, dataset: CinCDataset, split: Split, out
 def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: int = 42, lm: str | None = None,
         progress: bool = True) -> dict:
     """Run every stage that has no output yet; rerunning a finished run only re-reads its results."""
-    import dataclasses
-
     from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
     from ecgllm.llm.evaluate import format_llm_result
     from ecgllm.llm.training import train_llm

@@ -5,6 +5,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ecgllm.errors import DataFolderError
@@ -73,3 +74,16 @@ def make_split(labels: dict[str, int], task: str, seed: int = 42,
     train, val = train_test_split(rest, test_size=n_val, stratify=[labels[i] for i in rest], random_state=seed)
     return Split(task=task, seed=seed, fractions=tuple(fractions), train=sorted(train), val=sorted(val),
                  test=sorted(test), labels={i: labels[i] for i in ids})
+
+
+def subset_ids(split: Split, name: str, max_records: int | None, seed: int) -> list[str]:
+    """The split's ids, or a stratified sample of `max_records` of them for smoke runs."""
+    ids = split.ids(name)
+    if max_records is None or len(ids) <= max_records:
+        return ids
+    rng = np.random.default_rng(seed)
+    by_class = [[i for i in ids if split.labels[i] == c] for c in (0, 1)]
+    n_pos = max(2, round(max_records * len(by_class[1]) / len(ids)))
+    picked = list(rng.choice(by_class[1], min(n_pos, len(by_class[1])), replace=False))
+    picked += list(rng.choice(by_class[0], max_records - len(picked), replace=False))
+    return sorted(picked)

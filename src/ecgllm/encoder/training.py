@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.preprocess import AugmentConfig, augment_crop, zscore
-from ecgllm.data.split import Split
+from ecgllm.data.split import Split, subset_ids
 from ecgllm.encoder.configuration_mscnn import MSCNNConfig
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.predict import MODES, predict_records
@@ -66,19 +66,6 @@ class RandomCropDataset(Dataset):
     def __getitem__(self, index: int):
         crop = augment_crop(self.signals[index], self.window, self.augment, self.rng)
         return torch.from_numpy(crop).unsqueeze(0), torch.tensor(float(self.labels[index]))
-
-
-def subset_ids(split: Split, name: str, max_records: int | None, seed: int) -> list[str]:
-    """The split's ids, or a stratified sample of `max_records` of them for smoke runs."""
-    ids = split.ids(name)
-    if max_records is None or len(ids) <= max_records:
-        return ids
-    rng = np.random.default_rng(seed)
-    by_class = [[i for i in ids if split.labels[i] == c] for c in (0, 1)]
-    n_pos = max(2, round(max_records * len(by_class[1]) / len(ids)))
-    picked = list(rng.choice(by_class[1], min(n_pos, len(by_class[1])), replace=False))
-    picked += list(rng.choice(by_class[0], max_records - len(picked), replace=False))
-    return sorted(picked)
 
 
 def _loader(dataset: CinCDataset, ids: list[str], model_config: MSCNNConfig, config: EncoderTrainingConfig):

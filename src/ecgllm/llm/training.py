@@ -18,8 +18,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
-from ecgllm.data.split import Split
-from ecgllm.encoder.training import subset_ids
+from ecgllm.data.split import Split, subset_ids
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ECGLLM
