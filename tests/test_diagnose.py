@@ -3,11 +3,14 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
 
+import ecgllm.inference.diagnose as diagnose_module
 from ecgllm.cli import main
 from ecgllm.data.readers import read_recording
 from ecgllm.errors import RecordError
@@ -40,6 +43,7 @@ def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
     assert result.answer.startswith(DECISION["zh"][int(result.af)])
     assert 80 <= len(result.r_peaks_s) <= 130 and result.rhythm["n_beats"] == str(len(result.r_peaks_s))
     json.dumps(result.to_dict())
+    assert model.diagnose(at_250, 250.0, "A00005@250Hz").p_af == pytest.approx(result.p_af)
     with pytest.raises(RecordError, match="too short to diagnose"):
         diagnose(model, recording.signal[:1500], 300.0, "short")
 
@@ -53,6 +57,8 @@ def test_cli_diagnose_folder_goes_on_past_bad_files(smoke_model_dir, cinc_dir, t
                  "--csv", str(tmp_path / "out.csv")]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
+    schema = json.loads((Path(diagnose_module.__file__).parent / "diagnosis.schema.json").read_text())
+    jsonschema.validate(report, schema)
     assert [r["record"] for r in report["results"]] == ["A00001", "A00004"]
     assert report["failures"][0]["file"].endswith("broken.npy") and "unreadable" in report["failures"][0]["error"]
     assert "broken.npy" in captured.err

@@ -196,6 +196,12 @@ class ECGLLM(nn.Module):
         return self.lm(inputs_embeds=self.embed(input_ids, ecg_features), attention_mask=attention_mask,
                        position_ids=position_ids, labels=labels, logits_to_keep=logits_to_keep, use_cache=use_cache)
 
+    def diagnose(self, signal, fs: float, record: str = "recording"):
+        """Diagnose one recording (millivolts at `fs` Hz, any length >= 8 s): see ecgllm.inference.diagnose."""
+        from ecgllm.inference.diagnose import diagnose
+
+        return diagnose(self, signal, fs, record)
+
     @property
     def device(self) -> torch.device:
         return self.projector[0].weight.device
