@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import jsonschema
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -54,7 +55,7 @@ def test_cli_diagnose_folder_goes_on_past_bad_files(smoke_model_dir, cinc_dir, t
             shutil.copy(cinc_dir / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
     (tmp_path / "broken.npy").write_text("not numpy")
     assert main(["-q", "diagnose", str(tmp_path), "--model", str(smoke_model_dir), "--fs", "300", "--json",
-                 "--csv", str(tmp_path / "out.csv")]) == 0
+                 "--csv", str(tmp_path / "out.csv"), "--plots", str(tmp_path / "plots")]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     schema = json.loads((Path(diagnose_module.__file__).parent / "diagnosis.schema.json").read_text())
@@ -64,3 +65,8 @@ def test_cli_diagnose_folder_goes_on_past_bad_files(smoke_model_dir, cinc_dir, t
     assert "broken.npy" in captured.err
     rows = list(csv.reader((tmp_path / "out.csv").open(newline="")))
     assert len(rows) == 4 and rows[-1][0] == str(tmp_path / "broken.npy") and "unreadable" in rows[-1][-1]
+    for name in ("A00001_strip.png", "A00001_rr.png", "A00004_strip.png", "A00004_rr.png"):
+        picture = plt.imread(tmp_path / "plots" / name)
+        assert picture.shape[0] > 200 and picture.shape[1] > 600 and picture.std() > 0.05  # drawn, not blank
+    strip = plt.imread(tmp_path / "plots" / "A00001_strip.png")
+    assert strip.shape[0] > 3 * 150  # 30 s: three 10-s rows at true paper scale

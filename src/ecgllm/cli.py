@@ -154,6 +154,14 @@ def _diagnose(args) -> int:
             print(f"error: {error}", file=sys.stderr)
             continue
         results.append(result.to_dict())
+        if args.plots:
+            from ecgllm.plots.ecg import plot_ecg_strip, plot_rr
+
+            args.plots.mkdir(parents=True, exist_ok=True)
+            windows = [vars(w) for w in result.windows]
+            plot_ecg_strip(recording.signal, recording.fs, args.plots / f"{result.record}_strip.png",
+                           result.r_peaks_s, windows, result.threshold, result.record)
+            plot_rr(result.r_peaks_s, args.plots / f"{result.record}_rr.png", result.record)
         if not args.json:
             verdict = "AF" if result.af else "no AF"
             print(f"{path}: P(AF) {result.p_af:.3f} (threshold {result.threshold:.3f}) -> {verdict}\n  {result.answer}")
@@ -274,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--gain", type=float, help="units per mV for headerless files (default: values are mV)")
     diagnose.add_argument("--json", action="store_true", help="machine-readable output")
     diagnose.add_argument("--csv", type=Path, help="also write one row per record")
+    diagnose.add_argument("--plots", type=Path, help="folder for each record's ECG strip and RR plots (PNG)")
     diagnose.set_defaults(func=_diagnose)
 
     main_job = commands.add_parser("run", help="the main job: split, encoder, LLM, evaluation, comparison "

@@ -1,0 +1,97 @@
+"""An ECG strip on standard paper (25 mm/s, 10 mm/mV), and the RR tachogram with its Poincaré plot."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or assumed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PAPER_SPEED_MM_S = 25.0
+GAIN_MM_MV = 10.0
+MM_PER_INCH = 25.4
+SECONDS_PER_ROW = 10.0
+
+
+def _paper_grid(ax, seconds: float, low_mv: float, high_mv: float) -> None:
+    """1 mm minor and 5 mm major squares: 0.04 s / 0.1 mV and 0.2 s / 0.5 mV."""
+    ax.set_xticks(np.arange(0, seconds + 1e-9, 0.2))
+    ax.set_yticks(np.arange(np.floor(low_mv * 2) / 2, high_mv + 1e-9, 0.5))
+    ax.set_xticks(np.arange(0, seconds + 1e-9, 0.04), minor=True)
+    ax.set_yticks(np.arange(np.floor(low_mv * 10) / 10, high_mv + 1e-9, 0.1), minor=True)
+    ax.grid(which="major", color="#e8a0a0", linewidth=0.6)
+    ax.grid(which="minor", color="#f6d5d5", linewidth=0.3)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    ax.set_facecolor("#fff7f7")
+
+
+def plot_ecg_strip(signal: np.ndarray, fs: float, path: str | Path, r_peaks_s=(), windows=(),
+                   threshold: float | None = None, title: str = "") -> Path:
+    """`signal` in mV; rows of 10 s at true paper scale; R peaks marked; each window's P(AF) shaded under it."""
+    seconds = len(signal) / fs
+    rows = max(1, int(np.ceil(seconds / SECONDS_PER_ROW)))
+    low, high = float(np.min(signal)) - 0.2, float(np.max(signal)) + 0.3
+    row_height_in = (high - low) * GAIN_MM_MV / MM_PER_INCH + 0.35
+    width_in = SECONDS_PER_ROW * PAPER_SPEED_MM_S / MM_PER_INCH
+    fig, axes = plt.subplots(rows, 1, figsize=(width_in, rows * row_height_in + 0.4), squeeze=False)
+    t = np.arange(len(signal)) / fs
+    peaks = np.asarray(r_peaks_s, dtype=float)
+    for row, ax in enumerate(axes[:, 0]):
+        start, stop = row * SECONDS_PER_ROW, (row + 1) * SECONDS_PER_ROW
+        _paper_grid(ax, SECONDS_PER_ROW, low, high)
+        # Windows overlap; each is drawn from its start to the next one's, so the bar partitions the time axis.
+        for n, window in enumerate(windows):
+            end = windows[n + 1]["start_s"] if n + 1 < len(windows) else window["end_s"]
+            a, b = max(window["start_s"], start), min(end, stop)
+            if a < b:
+                af = threshold is not None and window["p_af"] >= threshold
+                ax.axvspan(a - start, b - start, ymin=0, ymax=0.08, color="#d62728" if af else "#2ca02c",
+                           alpha=0.25 + 0.5 * window["p_af"], linewidth=0)
+        inside = (t >= start) & (t < stop)
+        ax.plot(t[inside] - start, signal[inside], color="black", linewidth=0.7)
+        marked = peaks[(peaks >= start) & (peaks < stop)]
+        if len(marked):
+            ax.plot(marked - start, signal[np.minimum((marked * fs).astype(int), len(signal) - 1)] + 0.12, "v",
+                    color="#1f77b4", markersize=3)
+        ax.set_xlim(0, SECONDS_PER_ROW)
+        ax.set_ylim(low, high)
+        ax.set_aspect(GAIN_MM_MV / PAPER_SPEED_MM_S)  # 1 s = 25 mm, 1 mV = 10 mm
+        ax.text(0.05, high - 0.15, f"{start:.0f} s", fontsize=6, color="#555555", va="top")
+    legend = "25 mm/s, 10 mm/mV; ▼ R peaks; bar: P(AF) per 8-s window"
+    if threshold is not None:
+        legend += f" (red: ≥ threshold {threshold:.2f})"
+    fig.suptitle(f"{title}   {legend}" if title else legend, fontsize=7)
+    fig.tight_layout(pad=0.3)
+    path = Path(path)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def plot_rr(r_peaks_s, path: str | Path, title: str = "") -> Path:
+    """RR tachogram (RR against time) beside the Poincaré plot (RR n+1 against RR n)."""
+    peaks = np.asarray(r_peaks_s, dtype=float)
+    rr_ms = np.diff(peaks) * 1000.0
+    fig, (tachogram, poincare) = plt.subplots(1, 2, figsize=(8, 3.2), gridspec_kw={"width_ratios": [2, 1]})
+    tachogram.plot(peaks[1:], rr_ms, "o-", markersize=2.5, linewidth=0.8)
+    tachogram.set_xlabel("time (s)")
+    tachogram.set_ylabel("RR interval (ms)")
+    tachogram.set_title("RR tachogram", fontsize=9)
+    if len(rr_ms) > 1:
+        poincare.scatter(rr_ms[:-1], rr_ms[1:], s=8, alpha=0.7)
+        lims = [rr_ms.min() * 0.9, rr_ms.max() * 1.1]
+        poincare.plot(lims, lims, color="#888888", linewidth=0.6)
+        poincare.set_xlim(lims)
+        poincare.set_ylim(lims)
+    poincare.set_xlabel("RR n (ms)")
+    poincare.set_ylabel("RR n+1 (ms)")
+    poincare.set_title("Poincaré plot", fontsize=9)
+    poincare.set_aspect("equal", adjustable="box")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
