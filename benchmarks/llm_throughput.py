@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from ecgllm.data.dataset import load_cinc_folder
+from ecgllm.encoder.predict import record_windows
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import TrainingCollator, build_examples
-from ecgllm.llm.features import centre_windows, encode_records
+from ecgllm.llm.features import encode_records
 from ecgllm.llm.inference import generate_answers, score_af
 from ecgllm.llm.modeling_ecgllm import ECGLLM, pool_ecg_tokens
 from ecgllm.rhythm import measure_rhythm
@@ -43,7 +44,8 @@ def measure(task: str, args) -> dict:
     collate = TrainingCollator(model.tokenizer.pad_token_id)
     batch_size = train_config.batch_size
     batches = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
-    windows = centre_windows(model.encoder, signals)
+    pre = model.encoder.config.preprocess
+    windows = torch.from_numpy(record_windows(signals, "center", pre.window, pre.stride)[0]).unsqueeze(1)
 
     if task.startswith("train"):
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)

@@ -70,3 +70,14 @@ def test_cli_diagnose_folder_goes_on_past_bad_files(smoke_model_dir, cinc_dir, t
         assert picture.shape[0] > 200 and picture.shape[1] > 600 and picture.std() > 0.05  # drawn, not blank
     strip = plt.imread(tmp_path / "plots" / "A00001_strip.png")
     assert strip.shape[0] > 3 * 150  # 30 s: three 10-s rows at true paper scale
+
+
+def test_diagnose_with_whole_record_tokens(smoke_encoder, cinc_dir):
+    import dataclasses
+
+    torch.manual_seed(0)
+    model = ECGLLM.build(dataclasses.replace(LLM_PRESETS["smoke"][0], ecg_input="whole"), smoke_encoder).eval()
+    recording = read_recording(cinc_dir / "A00001.mat")
+    result = model.diagnose(recording.signal, recording.fs, "A00001")
+    assert result.aggregation == "tokens" and len(result.windows) == 7
+    assert result.af == (result.p_af >= result.threshold)

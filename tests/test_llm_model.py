@@ -188,3 +188,22 @@ def test_decision_bias_moves_generation_to_the_threshold():
     assert out[2, 9] == 2.0  # another prefix: untouched
     assert torch.equal(bias(generated[:, :1], scores.clone()), scores)  # other positions: untouched
     assert DecisionBias(normal, af, threshold=0.5)(generated, scores.clone())[0].argmax() == 9
+
+
+def test_whole_record_tokens_average_the_windows(smoke_encoder):
+    from ecgllm.data.preprocess import sliding_windows, zscore
+    from ecgllm.encoder import MSCNN
+    from ecgllm.llm.features import encode_records
+    from ecgllm.llm.modeling_ecgllm import pool_ecg_tokens
+
+    encoder = MSCNN.from_pretrained(smoke_encoder)
+    rng = np.random.default_rng(0)
+    signals = [rng.normal(size=9000).astype(np.float32), rng.normal(size=3000).astype(np.float32)]
+    whole = encode_records(encoder, signals, 2, "whole")
+    centre = encode_records(encoder, signals, 2, "center")
+    assert whole.shape == centre.shape == (2, 2, encoder.config.feature_dim)
+    windows = torch.from_numpy(sliding_windows(zscore(signals[0]), 2400, 1200)).unsqueeze(1)
+    with torch.no_grad():
+        expected = pool_ecg_tokens(encoder.feature_map(windows), 2).mean(0)
+    assert len(windows) == 7 and torch.allclose(whole[0], expected, atol=1e-5)
+    assert not torch.allclose(whole[0], centre[0])

@@ -80,7 +80,8 @@ def _llm_configs(args):
     from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 
     model_config, train_config = LLM_PRESETS[args.preset]
-    model_overrides = {"lm": args.lm, "ecg_tokens": args.ecg_tokens, "lang": args.lang, "evidence": args.evidence,
+    model_overrides = {"lm": args.lm, "ecg_tokens": args.ecg_tokens, "ecg_input": args.ecg_input, "lang": args.lang,
+                       "evidence": args.evidence,
                        "projector_layers": args.projector_layers}
     model_config = dataclasses.replace(model_config, **{k: v for k, v in model_overrides.items() if v is not None})
     if args.lora_r is not None:
@@ -190,6 +191,8 @@ def _add_llm_options(parser) -> None:
     parser.add_argument("--preset", default="cpu", choices=["smoke", "cpu", "qwen3-8b"])
     parser.add_argument("--lm", help="backbone name or local Hugging Face folder (e.g. /models/Qwen3-8B)")
     parser.add_argument("--ecg-tokens", type=int, help="1 = the original's pooled feature; k > 1 from the map")
+    parser.add_argument("--ecg-input", choices=["center", "whole"],
+                        help="ECG tokens of the centre 8-s crop (SPEC) or averaged over the whole record's windows")
     parser.add_argument("--lang", choices=["zh", "en"])
     parser.add_argument("--evidence", action=argparse.BooleanOptionalAction, default=None,
                         help="rhythm figures in the prompt and cited in the answer (--no-evidence: the original)")

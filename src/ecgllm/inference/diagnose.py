@@ -1,8 +1,10 @@
 """Diagnose one recording: resample, measure the rhythm, score every 8-s window, aggregate, and write the answer.
 
 Aggregation: the mean of the windows' P(AF) (the encoder config's `aggregate`), compared with the model's threshold
-chosen on validation. The answer's decision sentence is the one the model scores higher at that threshold; the rest
-of the answer (the evidence sentence) is generated greedily after it, from the window closest to the record's P(AF).
+chosen on validation; a model trained on whole-record tokens (`ecg_input="whole"`) scores the record's averaged
+tokens instead. The answer's decision sentence is the one the model scores higher at that threshold; the rest of the
+answer (the evidence sentence) is generated greedily after it, from the window closest to the record's P(AF) (or the
+averaged tokens).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -79,21 +81,25 @@ def diagnose(model: ECGLLM, signal: np.ndarray, fs: float, record: str = "record
     prompt = formatter.prompt_ids(evidence)
     p_windows = np.concatenate([score_af(model, formatter, [prompt] * len(tokens[i:i + batch_size]),
                                          tokens[i:i + batch_size]) for i in range(0, len(tokens), batch_size)])
-    p_af = aggregate_windows(p_windows, pre.aggregate)
+    if model.config.ecg_input == "whole":  # trained on tokens averaged over the record: score those
+        record_tokens = tokens.mean(0, keepdim=True)
+        p_af, aggregation = float(score_af(model, formatter, [prompt], record_tokens)[0]), "tokens"
+    else:  # the window closest to the record's P(AF) speaks for it
+        p_af, aggregation = aggregate_windows(p_windows, pre.aggregate), pre.aggregate
+        representative = int(np.argmin(np.abs(p_windows - p_af)))
+        record_tokens = tokens[representative:representative + 1]
     af = p_af >= model.config.threshold
 
     decision = DECISION[model.config.lang][int(af)]
     decision_ids = formatter.tokenizer(decision, add_special_tokens=False)["input_ids"]
-    representative = int(np.argmin(np.abs(p_windows - p_af)))
-    continuation = generate_answers(model, formatter, [prompt + decision_ids],
-                                    tokens[representative:representative + 1], max_new_tokens)[0]
+    continuation = generate_answers(model, formatter, [prompt + decision_ids], record_tokens, max_new_tokens)[0]
     answer = (decision + continuation) if model.config.lang == "zh" else f"{decision} {continuation}".strip()
     starts = window_starts(len(signal), pre.window, pre.stride)
     return Diagnosis(
         record=record, seconds=round(seconds, 2), fs_input=float(fs), fs_model=float(pre.fs), p_af=float(p_af),
         threshold=float(model.config.threshold), af=bool(af), answer=answer, lang=model.config.lang,
         numbers_grounded=numbers_grounded(answer, evidence, model.config.lang) if model.config.evidence else True,
-        rhythm=evidence.formatted(), aggregation=pre.aggregate,
+        rhythm=evidence.formatted(), aggregation=aggregation,
         windows=[WindowResult(round(s / pre.fs, 2), round(min(s + pre.window, len(signal)) / pre.fs, 2), float(p))
                  for s, p in zip(starts, p_windows)],
         r_peaks_s=[round(p / pre.fs, 3) for p in peaks])

@@ -22,6 +22,7 @@ class ECGLLMConfig:
     lm: str = SMOLLM2  # a backbone name (see backbones.py) or a local Hugging Face folder
     lm_dtype: str = "float32"  # "bfloat16" for Qwen3-8B on a GPU
     ecg_tokens: int = 1  # 1 = the original's pooled feature; k > 1 = k tokens pooled from the feature map
+    ecg_input: str = "center"  # the SPEC's centre 8-s crop, or "whole": tokens averaged over the record's windows
     projector_layers: int = 2  # SPEC: Linear -> LayerNorm -> GELU -> Dropout -> Linear; 3 adds one more block
     projector_dropout: float = 0.1
     lora: LoRASettings = field(default_factory=LoRASettings)

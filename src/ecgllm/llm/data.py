@@ -35,7 +35,7 @@ def prepare_examples(model, dataset: CinCDataset, ids: list[str], cache_dir: Pat
                      ) -> list[Example]:
     """Examples of `ids` for an ECGLLM, from the feature and rhythm caches (filled on first use)."""
     features = cached_features(model.encoder, model.config.encoder_fingerprint, dataset, ids, model.config.ecg_tokens,
-                               cache_dir, progress)
+                               cache_dir, model.config.ecg_input, progress)
     evidence = cached_rhythm(dataset, ids, cache_dir, progress)
     return build_examples(ChatFormatter(model.tokenizer, model.config), ids, dataset.labels, features, evidence)
 
