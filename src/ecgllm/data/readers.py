@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import wfdb
 
-from ecgllm.data.records import CINC_GAIN, validate_signal
+from ecgllm.data.records import CINC_GAIN, read_val, validate_signal
 from ecgllm.errors import RecordError
 
 SUPPORTED_SUFFIXES = (".mat", ".hea", ".dat", ".csv", ".npy")
@@ -105,13 +104,7 @@ def _read_table(path: Path) -> tuple[np.ndarray, list[str]]:
 
 
 def _read_headerless_mat(path: Path, lead, gain: float | None) -> tuple[np.ndarray, str, str]:
-    try:
-        raw = scipy.io.loadmat(str(path)).get("val")
-    except Exception as error:  # scipy raises many types for non-MAT bytes
-        raise RecordError(path, f"unreadable: not a MATLAB file ({type(error).__name__}: {error})") from None
-    if raw is None:
-        raise RecordError(path, "no variable 'val' in the file")
-    raw = np.atleast_2d(np.asarray(raw, dtype=np.float64))
+    raw = np.atleast_2d(np.asarray(read_val(path), dtype=np.float64))
     signal, name = _pick_lead(path, raw, [str(i) for i in range(raw.shape[0])], lead)
     scale = gain if gain is not None else CINC_GAIN
     return signal / scale, name, f"CinC-style .mat without header: {scale:g} adu/mV assumed"

@@ -76,6 +76,12 @@ def load_cinc_record(mat_path: str | Path, min_seconds: float = MIN_SECONDS) -> 
     if not mat_path.is_file():
         raise RecordError(mat_path, "file missing")
     fs, gain = _read_header(mat_path)
+    signal = validate_signal(read_val(mat_path), fs, str(mat_path), min_seconds, gain)
+    return ECGRecord(name=mat_path.stem, signal=signal, fs=fs)
+
+
+def read_val(mat_path: Path) -> np.ndarray:
+    """The raw `val` array of a CinC-style MATLAB file; RecordError if the file is not one."""
     try:
         contents = scipy.io.loadmat(str(mat_path))
     except Exception as error:  # scipy raises ValueError, TypeError, OSError... for non-MAT bytes
@@ -83,5 +89,4 @@ def load_cinc_record(mat_path: str | Path, min_seconds: float = MIN_SECONDS) -> 
     if "val" not in contents:
         found = sorted(key for key in contents if not key.startswith("__"))
         raise RecordError(mat_path, f"no variable 'val' in the file (found: {', '.join(found) or 'nothing'})")
-    signal = validate_signal(contents["val"], fs, str(mat_path), min_seconds, gain)
-    return ECGRecord(name=mat_path.stem, signal=signal, fs=fs)
+    return contents["val"]
