@@ -74,3 +74,29 @@ def smoke_encoder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("smoke_encoder")
     MSCNN(ENCODER_PRESETS["smoke"]).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def smoke_run(small_cinc, tmp_path_factory) -> Path:
+    """`ecgllm run --preset smoke` on the small real folder, once for every test that needs a trained run."""
+    from ecgllm.cli import main
+
+    run = tmp_path_factory.mktemp("smoke_run")
+    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 0
+    return run
+
+
+CHROMIUM = Path(os.environ.get("ECGLLM_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright (Playwright's own browser download cannot work offline)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set ECGLLM_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield browser
+        browser.close()

@@ -7,9 +7,9 @@ from ecgllm.data.split import Split
 from ecgllm.encoder import MSCNN
 
 
-def test_run_smoke_end_to_end_and_resume(small_cinc, tmp_path):
-    run = tmp_path / "run"
-    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 0
+def test_run_smoke_end_to_end_and_resume(smoke_run, small_cinc):
+    run = smoke_run
+    assert json.loads((run / "run.json").read_text())["data"] == str(small_cinc.resolve())
     split = Split.load(run / "split.json")
     assert len(split.train) + len(split.val) + len(split.test) == 80
     encoder = MSCNN.from_pretrained(run / "encoder")
@@ -45,9 +45,8 @@ def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):
     assert (tmp_path / "enc" / "eval" / "metrics.json").exists()
 
 
-def test_run_includes_llm_stage(small_cinc, tmp_path):
-    run = tmp_path / "run"
-    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 0
+def test_run_includes_llm_stage(smoke_run):
+    run = smoke_run
     metrics = json.loads((run / "llm" / "eval" / "metrics.json").read_text())
     scoring = metrics["scoring"]
     assert scoring["n_records"] == 12 and 0 <= scoring["metrics"]["roc_auc"] <= 1

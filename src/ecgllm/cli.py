@@ -180,6 +180,14 @@ def _diagnose(args) -> int:
     return 1 if failures and not results else 0
 
 
+def _report(args) -> int:
+    from ecgllm.evaluation.report import write_report
+
+    path = write_report(args.run, args.out, args.data, args.llm_name, args.examples)
+    print(f"report written to {path}")
+    return 0
+
+
 def _run(args) -> int:
     from ecgllm.pipeline import run
 
@@ -287,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--csv", type=Path, help="also write one row per record")
     diagnose.add_argument("--plots", type=Path, help="folder for each record's ECG strip and RR plots (PNG)")
     diagnose.set_defaults(func=_diagnose)
+
+    report = commands.add_parser("report", help="one self-contained HTML page on a trained run")
+    report.add_argument("run", type=Path, help="the run folder of `ecgllm run`")
+    report.add_argument("--out", type=Path, help="HTML file to write (default: RUN/report.html)")
+    report.add_argument("--data", type=Path, help="data folder for the example strips (default: the run's own)")
+    report.add_argument("--llm-name", default="llm", help="the LLM folder inside the run (default: llm)")
+    report.add_argument("--examples", type=int, default=2, help="test records shown per kind (correct AF, correct "
+                                                                "normal, false alarm, missed AF)")
+    report.set_defaults(func=_report)
 
     main_job = commands.add_parser("run", help="the main job: split, encoder, LLM, evaluation, comparison "
                                                "(resumable)")

@@ -28,6 +28,12 @@ class RunLayout:
     """Where each stage of a run folder writes."""
 
     root: Path
+    llm_name: str = "llm"  # an LLM variant trained beside the default one, e.g. "llm_whole"
+
+    @property
+    def manifest(self) -> Path:
+        """run.json: what the run was made from (data folder, preset, seed)."""
+        return self.root / "run.json"
 
     @property
     def split(self) -> Path:
@@ -43,15 +49,15 @@ class RunLayout:
 
     @property
     def llm(self) -> Path:
-        return self.root / "llm"
+        return self.root / self.llm_name
 
     @property
     def llm_final(self) -> Path:
-        return self.root / "llm" / "final"
+        return self.llm / "final"
 
     @property
     def llm_eval(self) -> Path:
-        return self.root / "llm" / "eval"
+        return self.llm / "eval"
 
     @property
     def cache(self) -> Path:
@@ -87,6 +93,8 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
     encoder_preset, llm_preset = RUN_PRESETS[preset]
     layout = RunLayout(Path(out_dir))
     layout.root.mkdir(parents=True, exist_ok=True)
+    layout.manifest.write_text(json.dumps({"data": str(Path(data_dir).resolve()), "preset": preset, "seed": seed,
+                                           "lm": lm}, indent=2))
     dataset = load_cinc_folder(data_dir, task="binary", progress=progress)
     logger.info("%s", dataset.report())
 
