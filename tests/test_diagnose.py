@@ -42,6 +42,9 @@ def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
     assert result.p_af == pytest.approx(np.mean([w.p_af for w in result.windows]))
     assert result.af == (result.p_af >= result.threshold)
     assert result.answer.startswith(DECISION["zh"][int(result.af)])
+    english = result.translations["en"]
+    assert english.startswith(DECISION["en"][int(result.af)]) and set(result.translations) == {"en"}
+    assert f"CV {result.rhythm['rr_cv']}" in english and f"{result.rhythm['heart_rate_bpm']} bpm" in english
     assert 80 <= len(result.r_peaks_s) <= 130 and result.rhythm["n_beats"] == str(len(result.r_peaks_s))
     json.dumps(result.to_dict())
     assert model.diagnose(at_250, 250.0, "A00005@250Hz").p_af == pytest.approx(result.p_af)

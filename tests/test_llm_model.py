@@ -10,7 +10,7 @@ from ecgllm.errors import CheckpointError
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import IGNORE_INDEX, Example, TrainingCollator
-from ecgllm.llm.inference import generate_answers, score_af
+from ecgllm.llm.inference import PrefixCache, generate_answers, score_af
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.rhythm import RhythmEvidence
 
@@ -114,6 +114,21 @@ def test_scoring_is_padding_invariant(model, examples):
     np.testing.assert_allclose(together, alone, rtol=1e-3, atol=1e-6)
     answers = generate_answers(model, formatter, [e.prompt_ids for e in examples], features, max_new_tokens=5)
     assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+
+
+def test_prefix_cache_gives_the_same_scores(model, examples):
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    prompts = [e.prompt_ids for e in examples]
+    features = torch.stack([e.features for e in examples])
+    prefix = PrefixCache(model, formatter, prompts[0])
+    assert 0 < len(prefix) < len(prompts[0]) and prefix.matches(prompts)
+    expected = score_af(model, formatter, prompts, features)
+    for _ in range(2):  # the cached prefix is not consumed by a batch
+        np.testing.assert_allclose(score_af(model, formatter, prompts, features, prefix), expected, rtol=1e-3,
+                                   atol=1e-6)
+    other = [[prompts[0][0] + 1] + p for p in prompts]  # another prefix: scored without the cache
+    assert not prefix.matches(other)
+    assert score_af(model, formatter, other, features, prefix).shape == (3,)
 
 
 def test_save_load_round_trip_without_base_lm(model, examples, tmp_path):

@@ -143,8 +143,9 @@ def _diagnose(args) -> int:
     from ecgllm.errors import RecordError
     from ecgllm.inference.diagnose import MIN_SECONDS, diagnose
     from ecgllm.llm.modeling_ecgllm import ECGLLM
+    from ecgllm.utils import resolve_device
 
-    model = ECGLLM.from_pretrained(args.model)
+    model = ECGLLM.from_pretrained(args.model).to(resolve_device(args.device))
     results, failures = [], []
     for path in expand_inputs(args.paths):
         try:
@@ -165,7 +166,9 @@ def _diagnose(args) -> int:
             plot_rr(result.r_peaks_s, args.plots / f"{result.record}_rr.png", result.record)
         if not args.json:
             verdict = "AF" if result.af else "no AF"
-            print(f"{path}: P(AF) {result.p_af:.3f} (threshold {result.threshold:.3f}) -> {verdict}\n  {result.answer}")
+            answer = result.answer if args.lang in (None, result.lang) else \
+                f"{result.translations[args.lang]} [template translation of the model's answer]"
+            print(f"{path}: P(AF) {result.p_af:.3f} (threshold {result.threshold:.3f}) -> {verdict}\n  {answer}")
     if args.json:
         print(json.dumps({"results": results, "failures": failures}, indent=2, ensure_ascii=False))
     if args.csv:
@@ -294,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--json", action="store_true", help="machine-readable output")
     diagnose.add_argument("--csv", type=Path, help="also write one row per record")
     diagnose.add_argument("--plots", type=Path, help="folder for each record's ECG strip and RR plots (PNG)")
+    diagnose.add_argument("--lang", choices=["zh", "en"], help="language of the printed answer (default: the "
+                                                                "model's; the other one is the answer template)")
+    diagnose.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     diagnose.set_defaults(func=_diagnose)
 
     report = commands.add_parser("report", help="one self-contained HTML page on a trained run")

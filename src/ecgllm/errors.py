@@ -26,3 +26,7 @@ class CheckpointError(ECGLLMError, ValueError):
 
 class DownloadError(ECGLLMError, RuntimeError):
     """A download that failed, came back truncated, or does not match its checksum."""
+
+
+class SettingError(ECGLLMError, ValueError):
+    """A setting that this machine or this model cannot honour (e.g. a CUDA device on a CPU-only machine)."""

@@ -1,5 +1,7 @@
 """P(AF) by scoring the two decision sentences, and free greedy generation of the whole answer."""
 
+import copy
+
 import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -9,21 +11,61 @@ from ecgllm.llm.data import pad
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 
 
+class PrefixCache:
+    """The key/value cache of the prompt tokens before the first ECG token: the system prompt and the instruction are
+    the same for every record, so they run once and every batch continues from a copy of their cache."""
+
+    @torch.no_grad()
+    def __init__(self, model: ECGLLM, formatter: ChatFormatter, prompt: list[int]):
+        self.ids = prompt[:prompt.index(formatter.placeholder_id)]
+        ids = torch.tensor([self.ids], device=model.device)
+        self.cache = model.lm(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True).cache
+
+    @classmethod
+    def shared(cls, model: ECGLLM, formatter: ChatFormatter, prompt: list[int]) -> "PrefixCache":
+        """The model's cache for this prompt's prefix, computed on first use and kept on the model."""
+        key = (tuple(prompt[:prompt.index(formatter.placeholder_id)]), str(model.device))
+        caches = model.__dict__.setdefault("_prefix_caches", {})
+        if key not in caches:
+            caches[key] = cls(model, formatter, prompt)
+        return caches[key]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def matches(self, prompts: list[list[int]]) -> bool:
+        return all(p[:len(self.ids)] == self.ids for p in prompts)
+
+    def expand(self, n: int):
+        cache = copy.deepcopy(self.cache)  # the forward pass appends to the cache it is given
+        cache.batch_repeat_interleave(n)
+        return cache
+
+
 @torch.no_grad()
-def score_af(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor
-             ) -> np.ndarray:
+def score_af(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
+             prefix: PrefixCache | None = None) -> np.ndarray:
     """P(AF) = sigmoid(log p(AF sentence | prompt) - log p(normal sentence | prompt)).
 
-    The prompts run once (left-padded, keeping their key/value cache); the cache is duplicated and both decision
-    sentences run on it in one batched pass.
+    The prompts run once (left-padded, keeping their key/value cache; with `prefix`, only the part after the shared
+    prefix runs); the cache is duplicated and both decision sentences run on it in one batched pass.
     """
     model.eval()
     device = model.device
     pad_id = formatter.tokenizer.pad_token_id
     n = len(prompts)
-    prompt_ids, prompt_mask = pad(prompts, pad_id, side="left")
-    out = model(prompt_ids.to(device), prompt_mask.to(device), features.to(device), use_cache=True,
-                logits_to_keep=1)
+    if prefix is not None and prefix.matches(prompts):
+        ids, rest_mask = pad([p[len(prefix):] for p in prompts], pad_id, side="left")
+        # Padding now sits between the prefix and the rest: the mask hides it and positions skip it.
+        mask = torch.cat([torch.ones(n, len(prefix), dtype=rest_mask.dtype), rest_mask], dim=1).to(device)
+        cache = prefix.expand(n)
+    else:
+        ids, mask = pad(prompts, pad_id, side="left")
+        mask, cache = mask.to(device), None
+    ids = ids.to(device)
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+    out = model.lm(inputs_embeds=model.embed(ids, features.to(device)), attention_mask=mask, position_ids=positions,
+                   cache=cache, use_cache=True, logits_to_keep=1)
     first = out.logits[:, -1].float().repeat_interleave(2, 0)  # [2n, V]: predicts each sentence's first token
     cache = out.cache
     cache.batch_repeat_interleave(2)  # rows b0, b0, b1, b1, ...: normal then AF continuation of each prompt
@@ -31,7 +73,7 @@ def score_af(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], 
     decision_ids, decision_mask = pad(list(formatter.decision_ids()), pad_id, side="right")  # [2, Ld]
     continuation = decision_ids.repeat(n, 1).to(device)  # [2n, Ld]
     continuation_mask = decision_mask.repeat(n, 1).to(device)
-    mask = torch.cat([prompt_mask.to(device).repeat_interleave(2, 0), continuation_mask], dim=1)
+    mask = torch.cat([mask.repeat_interleave(2, 0), continuation_mask], dim=1)
     positions = (mask.cumsum(-1) - 1)[:, -continuation.shape[1]:]
     rest = model.lm(input_ids=continuation, attention_mask=mask, position_ids=positions, cache=cache,
                     use_cache=False).logits.float()  # position t predicts token t + 1
