@@ -143,9 +143,10 @@ def _diagnose(args) -> int:
     from ecgllm.errors import RecordError
     from ecgllm.inference.diagnose import MIN_SECONDS, diagnose
     from ecgllm.llm.modeling_ecgllm import ECGLLM
+    from ecgllm.pipeline import resolve_model_dir
     from ecgllm.utils import resolve_device
 
-    model = ECGLLM.from_pretrained(args.model).to(resolve_device(args.device))
+    model = ECGLLM.from_pretrained(resolve_model_dir(args.model)).to(resolve_device(args.device))
     results, failures = [], []
     for path in expand_inputs(args.paths):
         try:
@@ -181,6 +182,22 @@ def _diagnose(args) -> int:
             for f in failures:
                 writer.writerow([f["file"], "", "", "", "", "", f["error"]])
     return 1 if failures and not results else 0
+
+
+def _evaluate_external(args) -> int:
+    from ecgllm.evaluation.external import ExternalConfig, evaluate_external, format_external
+    from ecgllm.llm.modeling_ecgllm import ECGLLM
+    from ecgllm.pipeline import resolve_model_dir
+    from ecgllm.utils import resolve_device
+
+    model_dir = resolve_model_dir(args.model)
+    model = ECGLLM.from_pretrained(model_dir).to(resolve_device(args.device))
+    config = ExternalConfig(annotator=args.annotator, af_rhythms=tuple(args.af_rhythms.split(",")),
+                            min_af_share=args.min_af_share, lead=args.lead, batch_size=args.batch_size)
+    out = args.out or model_dir.parent / f"external_{args.wfdb.resolve().name}"
+    print(format_external(evaluate_external(model, args.wfdb, out, config, progress=not args.quiet)))
+    print(f"written to {out}")
+    return 0
 
 
 def _report(args) -> int:
@@ -290,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     diagnose = commands.add_parser("diagnose", help="diagnose recordings (.mat, WFDB .hea/.dat, .csv, .npy)")
     diagnose.add_argument("paths", type=Path, nargs="+", help="files or folders")
-    diagnose.add_argument("--model", type=Path, required=True, help="a trained ECG-LLM folder (RUN/llm/final)")
+    diagnose.add_argument("--model", type=Path, required=True, help="a run folder or a trained ECG-LLM folder "
+                                                                     "(RUN/llm/final)")
     diagnose.add_argument("--fs", type=float, help="sampling rate for files without a header")
     diagnose.add_argument("--lead", help="lead name or index for multi-lead files")
     diagnose.add_argument("--gain", type=float, help="units per mV for headerless files (default: values are mV)")
@@ -301,6 +319,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "model's; the other one is the answer template)")
     diagnose.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     diagnose.set_defaults(func=_diagnose)
+
+    external = commands.add_parser("evaluate-external", help="window-level validation on a WFDB database with "
+                                                             "rhythm annotations (MIT-BIH style aux_note)")
+    external.add_argument("--wfdb", type=Path, required=True, help="folder of WFDB records (.hea + signal + .atr)")
+    external.add_argument("--model", type=Path, required=True, help="a run folder or a trained ECG-LLM folder")
+    external.add_argument("--out", type=Path, help="results folder (default: beside the model)")
+    external.add_argument("--lead", default="0", help="lead name or index (default: the first)")
+    external.add_argument("--annotator", default="atr", help="annotation file extension (default: atr)")
+    external.add_argument("--af-rhythms", default="(AFIB", help="comma-separated aux_note rhythms counted as AF, "
+                                                                  "e.g. '(AFIB,(AFL' (default: '(AFIB')")
+    external.add_argument("--min-af-share", type=float, default=0.5,
+                          help="a window is AF when AF covers more than this share of it (default: 0.5)")
+    external.add_argument("--batch-size", type=int, default=16)
+    external.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    external.set_defaults(func=_evaluate_external)
 
     report = commands.add_parser("report", help="one self-contained HTML page on a trained run")
     report.add_argument("run", type=Path, help="the run folder of `ecgllm run`")

@@ -15,6 +15,7 @@ from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.training import TRAINING_PRESETS, train_encoder
+from ecgllm.errors import CheckpointError
 from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,17 @@ class RunLayout:
     @property
     def cache(self) -> Path:
         return self.root / "cache"
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A trained ECG-LLM folder, given either itself or the run folder that holds it (RUN/llm/final)."""
+    path = Path(path)
+    if (path / CONFIG_NAME).exists():
+        return path
+    if (RunLayout(path).llm_final / CONFIG_NAME).exists():
+        return RunLayout(path).llm_final
+    raise CheckpointError(f"{path}: neither a trained ECG-LLM folder (config.json) nor a run folder with "
+                          f"llm/final")
 
 
 def evaluate_llm_folder(model_dir: Path, dataset: CinCDataset, split: Split, out_dir: Path, cache_dir: Path,

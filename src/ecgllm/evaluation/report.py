@@ -27,7 +27,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 def _require(path: Path, stage: str) -> Path:
     if not path.exists():
-        raise CheckpointError(path.parent, f"no {path.name}: run the {stage} stage first")
+        raise CheckpointError(f"{path.parent}: no {path.name}; run the {stage} stage first")
     return path
 
 
