@@ -1,0 +1,114 @@
+"""Inference speed of a trained ECG-LLM on 30-s recordings, on this machine:
+- latency of `diagnose` per record (every 8-s window scored, the answer generated), mean / p50 / p95;
+- scoring the windows of one record with the shared prompt prefix's key/value cache versus without it;
+- records/s when many records are processed in batches: scoring, and generating the answer;
+- peak resident memory.
+
+    python benchmarks/inference_latency.py --model runs/cpu --data ../shared/data/cinc2017/training2017
+
+Prints the figures and writes them to benchmarks/results/inference_latency.json.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ecgllm.data.dataset import load_cinc_folder
+from ecgllm.data.split import Split
+from ecgllm.inference.diagnose import diagnose, window_tokens
+from ecgllm.llm.chat import ChatFormatter
+from ecgllm.llm.inference import PrefixCache, generate_answers, score_af
+from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.pipeline import RunLayout, resolve_model_dir
+from ecgllm.rhythm import measure_rhythm
+from ecgllm.utils import resolve_device
+
+SECONDS = 30
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = function(*args, **kwargs)
+    return time.perf_counter() - started, value
+
+
+def summary(seconds: list[float]) -> dict:
+    return {"mean_s": round(float(np.mean(seconds)), 4), "p50_s": round(float(np.percentile(seconds, 50)), 4),
+            "p95_s": round(float(np.percentile(seconds, 95)), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="run folder or trained ECG-LLM folder")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--records", type=int, default=24, help="30-s test records (the first one warms up)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "inference_latency.json")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    model_dir = resolve_model_dir(args.model)
+    model = ECGLLM.from_pretrained(model_dir).to(device).eval()
+    split_file = RunLayout(model_dir.parent.parent).split
+    dataset = load_cinc_folder(args.data, progress=False)
+    ids = Split.load(split_file).test if split_file.exists() else sorted(dataset.records)
+    records = [dataset.records[i] for i in ids if dataset.records[i].seconds >= SECONDS][:args.records]
+    fs = records[0].fs
+    signals = [r.signal[:int(SECONDS * fs)] for r in records]
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "device": str(device),
+               "torch": torch.__version__, "model": str(model_dir), "lm": model.config.lm,
+               "ecg_tokens": model.config.ecg_tokens, "evidence": model.config.evidence,
+               "records": len(records) - 1, "record_seconds": SECONDS}
+
+    with torch.no_grad():
+        diagnose(model, signals[0], fs, "warm-up")
+        latency = [timed(diagnose, model, s, fs, batch_size=args.batch_size)[0] for s in signals[1:]]
+        results["diagnose_per_record"] = summary(latency)
+        print(f"diagnose per 30-s record: {results['diagnose_per_record']}", flush=True)
+
+        # Windows of one record, with and without the shared prefix (same prompts, same tokens).
+        prompts, tokens = [], []
+        for signal in signals:
+            tokens.append(window_tokens(model, signal, args.batch_size))
+            prompts.append([formatter.prompt_ids(measure_rhythm(signal, fs))] * len(tokens[-1]))
+        prefix = PrefixCache.shared(model, formatter, prompts[0][0])
+        for name, cache in (("scoring_with_prefix_cache", prefix), ("scoring_without_prefix_cache", None)):
+            seconds = [timed(score_af, model, formatter, p, t, cache)[0] for p, t in zip(prompts[1:], tokens[1:])]
+            results[name] = summary(seconds)
+            print(f"{name} (one record's {len(tokens[1])} windows): {results[name]}", flush=True)
+        results["prefix_cache_speedup"] = round(results["scoring_without_prefix_cache"]["mean_s"]
+                                                / results["scoring_with_prefix_cache"]["mean_s"], 3)
+
+        # Many records at once: all windows in batches for scoring; one answer per record for generation.
+        all_prompts = [p for ps in prompts[1:] for p in ps]
+        all_tokens = torch.cat(tokens[1:])
+        seconds, _ = timed(lambda: [score_af(model, formatter, all_prompts[i:i + args.batch_size],
+                                             all_tokens[i:i + args.batch_size], prefix)
+                                    for i in range(0, len(all_prompts), args.batch_size)])
+        results["batch_scoring_records_per_s"] = round((len(records) - 1) / seconds, 3)
+        record_prompts = [p[0] for p in prompts[1:]]
+        record_tokens = torch.stack([t.mean(0) for t in tokens[1:]])
+        gen_batch = 8
+        seconds, _ = timed(lambda: [generate_answers(model, formatter, record_prompts[i:i + gen_batch],
+                                                     record_tokens[i:i + gen_batch], 48, model.config.threshold)
+                                    for i in range(0, len(record_prompts), gen_batch)])
+        results["batch_generation_records_per_s"] = round((len(records) - 1) / seconds, 3)
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(f"prefix cache speed-up {results['prefix_cache_speedup']}x; batches: scoring "
+          f"{results['batch_scoring_records_per_s']} records/s, generation {results['batch_generation_records_per_s']}"
+          f" records/s; peak RSS {results['peak_rss_mb']} MB")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
