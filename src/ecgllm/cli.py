@@ -200,6 +200,22 @@ def _evaluate_external(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    import uvicorn
+
+    from ecgllm.llm.modeling_ecgllm import ECGLLM
+    from ecgllm.pipeline import resolve_model_dir
+    from ecgllm.serving.app import ServeLimits, create_app
+    from ecgllm.utils import resolve_device
+
+    model = ECGLLM.from_pretrained(resolve_model_dir(args.model)).to(resolve_device(args.device))
+    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_seconds=args.max_seconds)
+    print(f"serving on http://{args.host}:{args.port}/ (API documentation: /docs)", flush=True)
+    uvicorn.run(create_app(model, limits), host=args.host, port=args.port,
+                log_level="warning" if args.quiet else "info")
+    return 0
+
+
 def _report(args) -> int:
     from ecgllm.evaluation.report import write_report
 
@@ -334,6 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     external.add_argument("--batch-size", type=int, default=16)
     external.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
     external.set_defaults(func=_evaluate_external)
+
+    serve = commands.add_parser("serve", help="the HTTP API and the page (FastAPI + uvicorn)")
+    serve.add_argument("--model", type=Path, required=True, help="a run folder or a trained ECG-LLM folder")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0)
+    serve.add_argument("--max-seconds", type=float, default=600.0, help="longest recording a request may carry")
+    serve.set_defaults(func=_serve)
 
     report = commands.add_parser("report", help="one self-contained HTML page on a trained run")
     report.add_argument("run", type=Path, help="the run folder of `ecgllm run`")

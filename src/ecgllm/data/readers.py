@@ -30,7 +30,7 @@ class Recording:
     source: str  # how it was read, including any assumption about units
 
 
-def _check_fs(path: Path, fs: float | None) -> float:
+def check_fs(path: Path, fs: float | None) -> float:
     if fs is None:
         raise RecordError(path, "no sampling rate: this format has no header, give fs (--fs)")
     if not MIN_FS <= fs <= MAX_FS:
@@ -153,7 +153,7 @@ def read_recording(path: str | Path, fs: float | None = None, lead: str | int | 
         raise RecordError(path, "a WFDB .dat file needs its .hea header beside it")
     else:
         signal, name, source = _read_array(path, lead, gain)
-    fs = _check_fs(path, fs)
+    fs = check_fs(path, fs)
     signal = validate_signal(signal, fs, str(path), min_seconds)
     return Recording(path.stem, signal, fs, name, source)
 

@@ -1,0 +1,1 @@
+"""Serving: the HTTP API and the page (`ecgllm serve`)."""
