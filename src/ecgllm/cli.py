@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ecgllm import __version__
-from ecgllm.errors import ECGLLMError
+from ecgllm.errors import ECGLLMError, SettingError
 
 logger = logging.getLogger("ecgllm")
 
@@ -147,8 +147,15 @@ def _diagnose(args) -> int:
     from ecgllm.utils import resolve_device
 
     model = ECGLLM.from_pretrained(resolve_model_dir(args.model)).to(resolve_device(args.device))
+    paths = list(args.paths)
+    if args.examples:
+        from ecgllm.examples import example_records
+
+        paths += [e["path"].with_suffix(".hea") for e in example_records().values()]
+    if not paths:
+        raise SettingError("nothing to diagnose: give files or folders, or --examples")
     results, failures = [], []
-    for path in expand_inputs(args.paths):
+    for path in expand_inputs(paths):
         try:
             recording = read_recording(path, args.fs, args.lead, args.gain, min_seconds=MIN_SECONDS)
             result = diagnose(model, recording.signal, recording.fs, recording.name)
@@ -322,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     llm_eval.set_defaults(func=_llm_evaluate)
 
     diagnose = commands.add_parser("diagnose", help="diagnose recordings (.mat, WFDB .hea/.dat, .csv, .npy)")
-    diagnose.add_argument("paths", type=Path, nargs="+", help="files or folders")
+    diagnose.add_argument("paths", type=Path, nargs="*", help="files or folders")
+    diagnose.add_argument("--examples", action="store_true", help="also diagnose the bundled CinC example records")
     diagnose.add_argument("--model", type=Path, required=True, help="a run folder or a trained ECG-LLM folder "
                                                                      "(RUN/llm/final)")
     diagnose.add_argument("--fs", type=float, help="sampling rate for files without a header")
