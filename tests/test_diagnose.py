@@ -84,3 +84,14 @@ def test_diagnose_with_whole_record_tokens(smoke_encoder, cinc_dir):
     result = model.diagnose(recording.signal, recording.fs, "A00001")
     assert result.aggregation == "tokens" and len(result.windows) == 7
     assert result.af == (result.p_af >= result.threshold)
+
+
+def test_cli_diagnose_bundled_examples(smoke_model_dir, capsys):
+    assert main(["-q", "diagnose", "--examples", "--model", str(smoke_model_dir), "--json", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["record"] for r in report["results"]] == ["A00006", "A00007", "A00027", "A00090"]
+    assert report["failures"] == []
+    assert main(["-q", "diagnose", "--model", str(smoke_model_dir)]) == 2
+    assert "nothing to diagnose" in capsys.readouterr().err
+    assert main(["-q", "diagnose", "--examples", "--model", str(smoke_model_dir), "--device", "tpu9"]) == 2
+    assert "unknown device" in capsys.readouterr().err
