@@ -77,6 +77,20 @@ def smoke_encoder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smoke_model_dir(smoke_encoder, tmp_path_factory) -> Path:
+    """An untrained smoke ECG-LLM saved as a model folder: enough to test diagnosis and evaluation plumbing."""
+    import torch
+
+    from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+    from ecgllm.llm.modeling_ecgllm import ECGLLM
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("smoke_llm")
+    ECGLLM.build(LLM_PRESETS["smoke"][0], smoke_encoder).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def smoke_run(small_cinc, tmp_path_factory) -> Path:
     """`ecgllm run --preset smoke` on the small real folder, once for every test that needs a trained run."""
     from ecgllm.cli import main

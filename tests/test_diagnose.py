@@ -21,14 +21,6 @@ from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.prompts import DECISION
 
 
-@pytest.fixture(scope="module")
-def smoke_model_dir(smoke_encoder, tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("smoke_llm")
-    ECGLLM.build(LLM_PRESETS["smoke"][0], smoke_encoder).save_pretrained(folder)
-    return folder
-
-
 def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
     model = ECGLLM.from_pretrained(smoke_model_dir)
     recording = read_recording(cinc_dir / "A00005.mat")  # 60 s AF record at 300 Hz

@@ -5,13 +5,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import wfdb
 
 from ecgllm.cli import main
 from ecgllm.evaluation.external import annotated_af
-from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
-from ecgllm.llm.modeling_ecgllm import ECGLLM
 
 FS = 250
 
@@ -38,14 +35,6 @@ def write_record(folder, name: str, seconds: float = 80, af_from_s: float = 40, 
     if annotate:
         wfdb.wrann(name, "atr", sample=np.array([0, int(af_from_s * FS)]), symbol=["+", "+"],
                    aux_note=["(N", "(AFIB"], write_dir=str(folder))
-
-
-@pytest.fixture(scope="module")
-def smoke_model_dir(smoke_encoder, tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("smoke_llm_external")
-    ECGLLM.build(LLM_PRESETS["smoke"][0], smoke_encoder).save_pretrained(folder)
-    return folder
 
 
 def test_annotated_rhythm_per_sample():
