@@ -21,7 +21,7 @@ import torch
 
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split
-from ecgllm.inference.diagnose import diagnose, window_tokens
+from ecgllm.inference.diagnose import diagnose, score_batched, window_tokens
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.inference import PrefixCache, generate_answers, score_af
 from ecgllm.llm.modeling_ecgllm import ECGLLM
@@ -90,9 +90,7 @@ def main() -> None:
         # Many records at once: all windows in batches for scoring; one answer per record for generation.
         all_prompts = [p for ps in prompts[1:] for p in ps]
         all_tokens = torch.cat(tokens[1:])
-        seconds, _ = timed(lambda: [score_af(model, formatter, all_prompts[i:i + args.batch_size],
-                                             all_tokens[i:i + args.batch_size], prefix)
-                                    for i in range(0, len(all_prompts), args.batch_size)])
+        seconds, _ = timed(score_batched, model, formatter, all_prompts, all_tokens, args.batch_size)
         results["batch_scoring_records_per_s"] = round((len(records) - 1) / seconds, 3)
         record_prompts = [p[0] for p in prompts[1:]]
         record_tokens = torch.stack([t.mean(0) for t in tokens[1:]])

@@ -18,6 +18,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException
 
 from ecgllm import __version__
@@ -221,8 +222,6 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
             signal, fs, record = recording.signal, recording.fs, recording.name
         else:
             raise _error(415, "send multipart/form-data with a `file`, or application/json with `samples` and `fs`")
-        from starlette.concurrency import run_in_threadpool
-
         result = await run_in_threadpool(service.run, signal, fs, record)
         out = result.to_dict()
         if pictures:
