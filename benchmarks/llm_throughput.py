@@ -26,7 +26,7 @@ from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import TrainingCollator, build_examples
 from ecgllm.llm.features import encode_records
 from ecgllm.llm.inference import generate_answers, score_af
-from ecgllm.llm.modeling_ecgllm import ECGLLM, pool_ecg_tokens
+from ecgllm.llm.modeling_ecgllm import ECGLLM, pool_ecg_tokens, projector_inputs
 from ecgllm.rhythm import measure_rhythm
 
 
@@ -58,8 +58,8 @@ def measure(task: str, args) -> dict:
             if task == "train_recompute_encoder":
                 rows = [ids.index(e.record) for e in batch]
                 with torch.no_grad():  # the original ran the frozen CNN inside every training step
-                    inputs["ecg_features"] = pool_ecg_tokens(model.encoder.feature_map(windows[rows]),
-                                                             model.config.ecg_tokens)
+                    tokens = pool_ecg_tokens(model.encoder.feature_map(windows[rows]), model.config.ecg_tokens)
+                    inputs["ecg_features"] = projector_inputs(model.config, tokens, [e.evidence for e in batch])
             model(**inputs).loss.backward()
             optimizer.step()
             optimizer.zero_grad()

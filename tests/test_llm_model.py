@@ -11,7 +11,7 @@ from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import IGNORE_INDEX, Example, TrainingCollator
 from ecgllm.llm.inference import PrefixCache, generate_answers, score_af
-from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.llm.modeling_ecgllm import ECGLLM, projector_inputs
 from ecgllm.rhythm import RhythmEvidence
 
 EVIDENCE = [RhythmEvidence(n_beats=40, heart_rate_bpm=79, rr_cv=0.06, rmssd_ms=35, prr31=0.16, sd1_ms=25, sd2_ms=56),
@@ -29,7 +29,7 @@ def model(smoke_encoder):
 @pytest.fixture(scope="module")
 def examples(model):
     formatter = ChatFormatter(model.tokenizer, model.config)
-    features = model.encode_ecg(torch.randn(3, 1, 2400))
+    features = projector_inputs(model.config, model.encode_ecg(torch.randn(3, 1, 2400)), EVIDENCE)
     return [Example(f"r{i}", i % 2, features[i], e, formatter.prompt_ids(e), formatter.answer_ids(i % 2, e))
             for i, e in enumerate(EVIDENCE)]
 
@@ -222,3 +222,41 @@ def test_whole_record_tokens_average_the_windows(smoke_encoder):
         expected = pool_ecg_tokens(encoder.feature_map(windows), 2).mean(0)
     assert len(windows) == 7 and torch.allclose(whole[0], expected, atol=1e-5)
     assert not torch.allclose(whole[0], centre[0])
+
+
+def test_rhythm_input_appends_the_measured_figures(smoke_encoder, tmp_path):
+    import dataclasses
+
+    from ecgllm.rhythm import RHYTHM_FEATURES
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(LLM_PRESETS["smoke"][0], rhythm_input=True)
+    model = ECGLLM.build(config, smoke_encoder).eval()
+    tokens = model.encode_ecg(torch.randn(3, 1, 2400))  # [3, k, D]
+    inputs = projector_inputs(model.config, tokens, EVIDENCE)
+    assert inputs.shape == (3, config.ecg_tokens, model.config.feature_dim + RHYTHM_FEATURES)
+    assert torch.equal(inputs[..., :-RHYTHM_FEATURES], tokens)
+    for row, evidence in enumerate(EVIDENCE):  # every token of a recording carries that recording's figures
+        for token in range(config.ecg_tokens):
+            assert inputs[row, token, -RHYTHM_FEATURES:].tolist() == pytest.approx(evidence.as_vector())
+    assert EVIDENCE[2].as_vector()[-1] == 1.0 and EVIDENCE[0].as_vector()[-1] == 0.0  # unmeasurable: flagged
+    assert EVIDENCE[1].as_vector()[1] > EVIDENCE[0].as_vector()[1]  # larger RR CV, larger input
+    off = dataclasses.replace(config, rhythm_input=False)
+    assert projector_inputs(off, tokens, EVIDENCE) is tokens  # off: the tokens alone
+    with pytest.raises(ValueError, match="rhythm evidence for 2"):
+        projector_inputs(model.config, tokens, EVIDENCE[:2])
+
+    # The figures reach the LM: the same ECG with another rhythm gives other ECG embeddings at the placeholder.
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    prompt = formatter.prompt_ids(EVIDENCE[0])
+    same_ecg = projector_inputs(model.config, tokens[:1].repeat(2, 1, 1), EVIDENCE[:2])
+    embedded = model.embed(torch.tensor([prompt, prompt]), same_ecg)
+    slots = torch.tensor(prompt) == model.placeholder_id
+    assert not torch.allclose(embedded[0, slots], embedded[1, slots], atol=1e-3)
+    assert torch.equal(embedded[0, ~slots], embedded[1, ~slots])
+    scores = score_af(model, formatter, [prompt, prompt], same_ecg)
+    model.save_pretrained(tmp_path)
+    loaded = ECGLLM.from_pretrained(tmp_path)
+    assert loaded.config.rhythm_input
+    np.testing.assert_allclose(score_af(loaded, ChatFormatter(loaded.tokenizer, loaded.config), [prompt, prompt],
+                                        same_ecg), scores, rtol=1e-5)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 MIN_BEATS = 4  # three RR intervals: the least from which a variability figure means anything
+RHYTHM_FEATURES = 7  # length of RhythmEvidence.as_vector()
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,15 @@ class RhythmEvidence:
         return {"heart_rate_bpm": str(self.heart_rate_bpm), "n_beats": str(self.n_beats),
                 "rr_cv": f"{self.rr_cv:.2f}", "rmssd_ms": str(self.rmssd_ms), "prr31": f"{self.prr31:.2f}",
                 "sd1_ms": str(self.sd1_ms), "sd2_ms": str(self.sd2_ms)}
+
+    def as_vector(self) -> list[float]:
+        """The written figures as a network input, each scaled to about unit range around a normal resting rhythm
+        (logarithms keep artefact-driven extremes from dominating); zeros and a flag when nothing was measurable."""
+        if not self.measurable:
+            return [0.0] * (RHYTHM_FEATURES - 1) + [1.0]
+        scaled = [3.0 * np.log(self.heart_rate_bpm / 75.0), np.log1p(self.rr_cv / 0.05), np.log1p(self.rmssd_ms / 50.0),
+                  self.prr31, np.log1p(self.sd1_ms / 50.0), np.log1p(self.sd2_ms / 50.0), 0.0]
+        return [float(v) for v in scaled]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -24,7 +24,7 @@ from ecgllm.errors import DataFolderError, RecordError
 from ecgllm.evaluation.metrics import binary_metrics, evaluate_predictions, format_evaluation
 from ecgllm.inference.diagnose import MIN_SECONDS, resample, score_batched, window_tokens
 from ecgllm.llm.chat import ChatFormatter
-from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.llm.modeling_ecgllm import ECGLLM, projector_inputs
 from ecgllm.rhythm import detect_r_peaks, rr_statistics
 
 logger = logging.getLogger(__name__)
@@ -79,13 +79,14 @@ def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig) -> list
     peaks = detect_r_peaks(signal, pre.fs)
     formatter = ChatFormatter(model.tokenizer, model.config)
     starts = window_starts(len(signal), pre.window, pre.stride)
-    rows, prompts, keep = [], [], []
+    rows, prompts, evidence, keep = [], [], [], []
     for n, start in enumerate(starts):
         a, b = int(start * scale), int(min(start + pre.window, len(signal)) * scale)
         if not known[a:b].all():
             continue
         in_window = peaks[(peaks >= start) & (peaks < start + pre.window)]
-        prompts.append(formatter.prompt_ids(rr_statistics(np.diff(in_window) / pre.fs * 1000.0, len(in_window))))
+        evidence.append(rr_statistics(np.diff(in_window) / pre.fs * 1000.0, len(in_window)))
+        prompts.append(formatter.prompt_ids(evidence[-1]))
         share = float(af[a:b].mean())
         rows.append({"record": recording.name, "lead": recording.lead, "start_s": round(start / pre.fs, 2),
                      "end_s": round(b / recording.fs, 2), "af_share": round(share, 3),
@@ -93,7 +94,7 @@ def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig) -> list
         keep.append(n)
     if not rows:
         return []
-    tokens = window_tokens(model, signal, config.batch_size)[keep]
+    tokens = projector_inputs(model.config, window_tokens(model, signal, config.batch_size)[keep], evidence)
     for row, p in zip(rows, score_batched(model, formatter, prompts, tokens, config.batch_size)):
         row["p_af"] = float(p)
     return rows

@@ -19,7 +19,7 @@ from ecgllm.data.preprocess import aggregate_windows, sliding_windows, window_st
 from ecgllm.errors import RecordError
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.inference import PrefixCache, generate_answers, score_af
-from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.llm.modeling_ecgllm import ECGLLM, projector_inputs
 from ecgllm.llm.prompts import DECISION, LANGUAGES, answer_text, numbers_grounded
 from ecgllm.rhythm import detect_r_peaks, rr_statistics
 
@@ -95,14 +95,15 @@ def diagnose(model: ECGLLM, signal: np.ndarray, fs: float, record: str = "record
     tokens = window_tokens(model, signal, batch_size)
     formatter = ChatFormatter(model.tokenizer, model.config)
     prompt = formatter.prompt_ids(evidence)
-    p_windows = score_batched(model, formatter, [prompt] * len(tokens), tokens, batch_size)
+    p_windows = score_batched(model, formatter, [prompt] * len(tokens),
+                              projector_inputs(model.config, tokens, [evidence] * len(tokens)), batch_size)
     if model.config.ecg_input == "whole":  # trained on tokens averaged over the record: score those
-        record_tokens = tokens.mean(0, keepdim=True)
+        record_tokens = projector_inputs(model.config, tokens.mean(0, keepdim=True), [evidence])
         p_af, aggregation = float(score_batched(model, formatter, [prompt], record_tokens)[0]), "tokens"
     else:  # the window closest to the record's P(AF) speaks for it
         p_af, aggregation = aggregate_windows(p_windows, pre.aggregate), pre.aggregate
         representative = int(np.argmin(np.abs(p_windows - p_af)))
-        record_tokens = tokens[representative:representative + 1]
+        record_tokens = projector_inputs(model.config, tokens[representative:representative + 1], [evidence])
     af = p_af >= model.config.threshold
 
     lang = model.config.lang

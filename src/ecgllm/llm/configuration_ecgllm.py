@@ -28,6 +28,7 @@ class ECGLLMConfig:
     lora: LoRASettings = field(default_factory=LoRASettings)
     lang: str = "zh"
     evidence: bool = True  # rhythm figures in the prompt and one answer sentence citing them; off = the original
+    rhythm_input: bool = False  # the same figures also as numbers beside each ECG token at the projector's input
     placeholder: str = PLACEHOLDER
     system_prompt: str | None = None  # None keeps the template's default (SmolLM2 then adds its own, Qwen3 none)
     # Filled in when the model is built: what the projector maps from and to, and which encoder produced the features.
@@ -72,7 +73,8 @@ LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig]] = {
                               schedule="cosine", balance="oversample", samples_per_epoch=2400, eval_batch_size=16,
                               max_new_tokens=48)),
     # Tiny random Qwen3 with the real Qwen3 tokenizer: the whole path in seconds.
-    "smoke": (ECGLLMConfig(preset="smoke", lm=TINY_QWEN3, ecg_tokens=2, lang="zh", lora=LoRASettings(r=4, alpha=8)),
+    "smoke": (ECGLLMConfig(preset="smoke", lm=TINY_QWEN3, ecg_tokens=2, lang="zh", rhythm_input=True,
+                           lora=LoRASettings(r=4, alpha=8)),
               LLMTrainingConfig(epochs=3, batch_size=4, gradient_accumulation_steps=1, lr=5e-3, warmup_steps=2,
                                 max_train_records=24, max_eval_records=16, eval_batch_size=8, max_new_tokens=24)),
 }

@@ -8,6 +8,7 @@ import torch
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.features import cached_features, cached_rhythm
+from ecgllm.llm.modeling_ecgllm import projector_inputs
 from ecgllm.rhythm import RhythmEvidence
 
 IGNORE_INDEX = -100
@@ -17,7 +18,7 @@ IGNORE_INDEX = -100
 class Example:
     record: str
     label: int
-    features: torch.Tensor  # [k, D]
+    features: torch.Tensor  # [k, D(+R)]: the projector's input (see projector_inputs)
     evidence: RhythmEvidence
     prompt_ids: list[int]
     answer_ids: list[int]
@@ -25,10 +26,11 @@ class Example:
 
 def build_examples(formatter: ChatFormatter, ids: list[str], labels: dict[str, int],
                    features: dict[str, torch.Tensor], evidence: dict[str, RhythmEvidence]) -> list[Example]:
-    return [Example(record=i, label=labels[i], features=features[i], evidence=evidence[i],
+    inputs = projector_inputs(formatter.config, torch.stack([features[i] for i in ids]), [evidence[i] for i in ids])
+    return [Example(record=i, label=labels[i], features=inputs[n], evidence=evidence[i],
                     prompt_ids=formatter.prompt_ids(evidence[i]),
                     answer_ids=formatter.answer_ids(labels[i], evidence[i]))
-            for i in ids]
+            for n, i in enumerate(ids)]
 
 
 def prepare_examples(model, dataset: CinCDataset, ids: list[str], cache_dir: Path, progress: bool = True

@@ -1,6 +1,8 @@
 """ECG-LLM: the frozen MS-CNN's features, projected into a causal LM's embedding space at the ECG placeholder.
 
-    ECG [B, 1, 2400] -> MS-CNN feature map [B, 33, D] -> pooled to k tokens [B, k, D] -> projector [B, k, H]
+    ECG [B, 1, 2400] -> MS-CNN feature map [B, 33, D] -> pooled to k tokens [B, k, D]
+      (-> with `rhythm_input`, the record's measured rhythm figures appended to each token [B, k, D + R])
+      -> projector [B, k, H]
     prompt ids with the placeholder expanded to k copies -> embeddings, placeholder rows replaced in place -> LM + LoRA
 
 A checkpoint holds the projector, the LoRA adapter, the encoder it was trained with, the tokenizer (with the
@@ -23,6 +25,7 @@ from ecgllm.errors import CheckpointError
 from ecgllm.llm.backbones import load_lm, resolve_lm
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig
 from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME, load_config, load_weights, save_config
+from ecgllm.rhythm import RHYTHM_FEATURES, RhythmEvidence
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,18 @@ class ECGProjector(nn.Sequential):
 def pool_ecg_tokens(feature_map: torch.Tensor, k: int) -> torch.Tensor:
     """[B, T, D] -> [B, k, D] by average pooling over time; k = 1 is the encoder's pooled feature."""
     return F.adaptive_avg_pool1d(feature_map.transpose(1, 2), k).transpose(1, 2)
+
+
+def projector_inputs(config: ECGLLMConfig, tokens: torch.Tensor, evidence: list[RhythmEvidence]) -> torch.Tensor:
+    """ECG tokens [N, k, D] of N recordings -> what the projector reads: the tokens themselves, or with
+    `rhythm_input` each token followed by its recording's rhythm figures [N, k, D + R], so that the RR irregularity
+    measured on the whole recording reaches the model as numbers, not only as text for a small LM to read."""
+    if not config.rhythm_input:
+        return tokens
+    if len(evidence) != len(tokens):
+        raise ValueError(f"{len(tokens)} recordings of ECG tokens but rhythm evidence for {len(evidence)}")
+    rhythm = torch.tensor([e.as_vector() for e in evidence], dtype=tokens.dtype)  # [N, R]
+    return torch.cat([tokens, rhythm[:, None].expand(-1, tokens.shape[1], -1)], dim=-1)
 
 
 def load_tokenizer(folder: Path, placeholder: str, add_placeholder: bool):
@@ -94,8 +109,8 @@ class ECGLLM(nn.Module):
         self.encoder = encoder.eval().requires_grad_(False)
         self.lm = lm
         self.tokenizer = tokenizer
-        self.projector = ECGProjector(config.feature_dim, config.hidden_size, config.projector_layers,
-                                      config.projector_dropout)
+        inputs = config.feature_dim + (RHYTHM_FEATURES if config.rhythm_input else 0)
+        self.projector = ECGProjector(inputs, config.hidden_size, config.projector_layers, config.projector_dropout)
         self.placeholder_id = tokenizer.convert_tokens_to_ids(config.placeholder)
 
     # ---- building and loading -------------------------------------------------------------------------------------
@@ -181,7 +196,8 @@ class ECGLLM(nn.Module):
         return pool_ecg_tokens(self.encoder.feature_map(x), self.config.ecg_tokens)
 
     def embed(self, input_ids: torch.Tensor, ecg_features: torch.Tensor) -> torch.Tensor:
-        """Token embeddings [B, T, H] with the k placeholder rows of each sequence replaced by its ECG tokens."""
+        """Token embeddings [B, T, H] with the k placeholder rows of each sequence replaced by its projected ECG
+        tokens; `ecg_features` [B, k, D(+R)] as `projector_inputs` makes them."""
         embeddings = self.lm.get_input_embeddings()(input_ids)
         ecg = self.projector(ecg_features.to(self.projector[0].weight.dtype)).to(embeddings.dtype)  # [B, k, H]
         slots = input_ids == self.placeholder_id
