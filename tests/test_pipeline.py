@@ -58,3 +58,10 @@ def test_run_includes_llm_stage(smoke_run):
     config = json.loads((run / "llm" / "final" / "config.json").read_text())
     assert config["threshold"] == scoring["threshold"]
     assert "vs Task 1 MS-CNN" in (run / "llm" / "eval" / "metrics.txt").read_text()
+    # The threshold is traceable to the validation scores it was chosen on, which are not test records.
+    validation = metrics["validation"]
+    assert validation["threshold"] == scoring["threshold"]
+    rows = (run / "llm" / "eval" / "validation_predictions.csv").read_text().splitlines()
+    split = json.loads((run / "split.json").read_text())
+    assert rows[0] == "record,label,p_af" and len(rows) - 1 == validation["n_records"]
+    assert {r.split(",")[0] for r in rows[1:]} <= set(split["val"])

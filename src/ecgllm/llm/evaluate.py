@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ecgllm.evaluation.compare import mcnemar, paired_bootstrap
-from ecgllm.evaluation.metrics import choose_threshold, evaluate_predictions, format_evaluation
+from ecgllm.evaluation.metrics import binary_metrics, choose_threshold, evaluate_predictions, format_evaluation
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.data import Example
 from ecgllm.llm.inference import generate_answers, score_af
@@ -90,6 +90,8 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
     scored = (p_test >= threshold).astype(int)
     result = {"system": f"ECG-LLM ({model.config.preset}: {model.config.lm}, {model.config.ecg_tokens} ECG tokens, "
                         f"evidence {'on' if model.config.evidence else 'off'}, {model.config.lang})",
+              "validation": {"n_records": len(val_labels), "n_positive": int(val_labels.sum()), "threshold": threshold,
+                             "metrics": binary_metrics(val_labels, p_val, threshold)},
               "scoring": evaluate_predictions(labels, p_test, threshold)}
     if generate:
         result["generation"] = generation_report(test_examples, answers, scored, model.config.lang,
@@ -99,6 +101,9 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
         result["comparison_with_task1"] = compare_with_encoder(labels, ids, p_test, threshold, Path(encoder_eval_dir))
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     (out_dir / "metrics.txt").write_text(format_llm_result(result) + "\n")
+    with (out_dir / "validation_predictions.csv").open("w", newline="") as handle:  # where the threshold came from
+        csv.writer(handle).writerows([("record", "label", "p_af"),
+                                      *((e.record, e.label, f"{p:.6f}") for e, p in zip(val_examples, p_val))])
     with (out_dir / "predictions.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["record", "label", "p_af", "decision", "answer", "parsed_decision"])
@@ -112,6 +117,11 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
 def format_llm_result(result: dict) -> str:
     blocks = [f"{result['system']} on the test split (threshold chosen on validation)",
               format_evaluation("scoring (log-likelihood of the two decision sentences)", result["scoring"])]
+    if "validation" in result:
+        v = result["validation"]
+        blocks.insert(1, f"validation ({v['n_records']} records, {v['n_positive']} AF; the threshold maximises F1 "
+                         f"here): F1 {v['metrics']['f1']:.4f}, ROC AUC {v['metrics']['roc_auc']:.4f}, "
+                         f"PR AUC {v['metrics']['pr_auc']:.4f}")
     if "generation" in result:
         g = result["generation"]
         lines = [f"generation (greedy): {g['n']} answers, {g['unparseable']} unparseable",
