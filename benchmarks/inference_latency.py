@@ -75,11 +75,11 @@ def main() -> None:
         print(f"diagnose per 30-s record: {results['diagnose_per_record']}", flush=True)
 
         # Windows of one record, with and without the shared prefix (same prompts, same tokens).
-        prompts, tokens, record_tokens = [], [], []
+        prompts, tokens, averaged = [], [], []
         for signal in signals:
             windows, evidence = window_tokens(model, signal, args.batch_size), measure_rhythm(signal, fs)
             tokens.append(projector_inputs(model.config, windows, [evidence] * len(windows)))
-            record_tokens.append(projector_inputs(model.config, windows.mean(0, keepdim=True), [evidence]))
+            averaged.append(projector_inputs(model.config, windows.mean(0, keepdim=True), [evidence]))
             prompts.append([formatter.prompt_ids(evidence)] * len(windows))
         prefix = PrefixCache.shared(model, formatter, prompts[0][0])
         for name, cache in (("scoring_with_prefix_cache", prefix), ("scoring_without_prefix_cache", None)):
@@ -95,7 +95,7 @@ def main() -> None:
         seconds, _ = timed(score_batched, model, formatter, all_prompts, all_tokens, args.batch_size)
         results["batch_scoring_records_per_s"] = round((len(records) - 1) / seconds, 3)
         record_prompts = [p[0] for p in prompts[1:]]
-        record_tokens = torch.cat(record_tokens[1:])
+        record_tokens = torch.cat(averaged[1:])
         gen_batch = 8
         seconds, _ = timed(lambda: [generate_answers(model, formatter, record_prompts[i:i + gen_batch],
                                                      record_tokens[i:i + gen_batch], 48, model.config.threshold)

@@ -224,14 +224,13 @@ def test_whole_record_tokens_average_the_windows(smoke_encoder):
     assert not torch.allclose(whole[0], centre[0])
 
 
-def test_rhythm_input_appends_the_measured_figures(smoke_encoder, tmp_path):
+def test_rhythm_input_appends_the_measured_figures(model, tmp_path):
     import dataclasses
 
     from ecgllm.rhythm import RHYTHM_FEATURES
 
-    torch.manual_seed(0)
-    config = dataclasses.replace(LLM_PRESETS["smoke"][0], rhythm_input=True)
-    model = ECGLLM.build(config, smoke_encoder).eval()
+    config = model.config
+    assert config.rhythm_input  # on in the smoke preset, as in cpu
     tokens = model.encode_ecg(torch.randn(3, 1, 2400))  # [3, k, D]
     inputs = projector_inputs(model.config, tokens, EVIDENCE)
     assert inputs.shape == (3, config.ecg_tokens, model.config.feature_dim + RHYTHM_FEATURES)
