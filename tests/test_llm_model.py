@@ -12,7 +12,8 @@ from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import IGNORE_INDEX, Example, TrainingCollator
 from ecgllm.llm.inference import PrefixCache, generate_answers, score_af
 from ecgllm.llm.modeling_ecgllm import ECGLLM, projector_inputs
-from ecgllm.rhythm import RhythmEvidence
+from ecgllm.llm.training import feature_noise_std
+from ecgllm.rhythm import RHYTHM_FEATURES, RhythmEvidence
 
 EVIDENCE = [RhythmEvidence(n_beats=40, heart_rate_bpm=79, rr_cv=0.06, rmssd_ms=35, prr31=0.16, sd1_ms=25, sd2_ms=56),
             RhythmEvidence(n_beats=110, heart_rate_bpm=111, rr_cv=0.41, rmssd_ms=300, prr31=0.9, sd1_ms=212,
@@ -60,6 +61,22 @@ def test_collator_masks_prompt_and_padding(model, examples):
         assert batch["labels"][row, n_prompt:n_prompt + n_answer].tolist() == e.answer_ids
         assert (batch["labels"][row, n_prompt + n_answer:] == IGNORE_INDEX).all()
         assert batch["attention_mask"][row].sum() == n_prompt + n_answer
+
+
+def test_feature_noise_moves_the_encoder_features_only(model, examples):
+    assert feature_noise_std(examples, 0.0, rhythm_input=True) is None
+    std = feature_noise_std(examples, 0.5, rhythm_input=True)
+    assert std.shape == examples[0].features.shape[-1:]
+    assert (std[-RHYTHM_FEATURES:] == 0).all() and (std[:-RHYTHM_FEATURES] > 0).any()
+    clean = TrainingCollator(model.tokenizer.pad_token_id)(examples)["ecg_features"]
+    collate = TrainingCollator(model.tokenizer.pad_token_id, std, torch.Generator().manual_seed(0))
+    first, second = collate(examples)["ecg_features"], collate(examples)["ecg_features"]
+    assert torch.equal(first[..., -RHYTHM_FEATURES:], clean[..., -RHYTHM_FEATURES:])  # the measured rhythm is exact
+    assert not torch.allclose(first[..., :-RHYTHM_FEATURES], clean[..., :-RHYTHM_FEATURES])
+    assert not torch.allclose(first, second)  # fresh noise at every draw
+    varied = std > 0
+    spread = (first - clean)[..., varied] / std[varied]
+    assert 0.5 < float(spread.std()) < 1.5  # noise of the scale asked for
 
 
 def test_ecg_embeddings_replace_the_placeholder_rows(model, examples):

@@ -90,7 +90,7 @@ def _llm_configs(args):
                        "gradient_accumulation_steps": args.gradient_accumulation_steps, "schedule": args.schedule,
                        "warmup_steps": args.warmup_steps, "samples_per_epoch": args.samples_per_epoch,
                        "gradient_checkpointing": args.gradient_checkpointing or None,
-                       "max_train_records": args.max_train_records}
+                       "feature_noise": args.feature_noise, "max_train_records": args.max_train_records}
     train_config = dataclasses.replace(train_config, **{k: v for k, v in train_overrides.items() if v is not None})
     return model_config, train_config
 
@@ -258,6 +258,8 @@ def _add_llm_options(parser) -> None:
     parser.add_argument("--schedule", choices=["linear", "cosine"])
     parser.add_argument("--warmup-steps", type=int)
     parser.add_argument("--samples-per-epoch", type=int)
+    parser.add_argument("--feature-noise", type=float,
+                        help="Gaussian noise on the encoder features while training, in units of their spread")
     parser.add_argument("--max-train-records", type=int)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--cache", type=Path, help="feature/rhythm cache folder (default: beside the output)")

@@ -53,6 +53,10 @@ class LLMTrainingConfig:
     gradient_checkpointing: bool = False
     balance: str = "none"  # or "oversample" AF to balanced classes
     samples_per_epoch: int | None = None  # with oversampling: draws per epoch (default: the number of records)
+    # Gaussian noise on the encoder's features while training, in units of each feature's spread over the training
+    # records (the rhythm figures stay exact). The encoder was fitted on these records, so their features separate
+    # AF far better than those of records it never saw; noise keeps the LM from trusting them more than it should.
+    feature_noise: float = 0.0
     max_train_records: int | None = None  # a stratified subset, for smoke and quick runs
     max_eval_records: int | None = None
     eval_batch_size: int = 16

@@ -56,10 +56,13 @@ def pad(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[t
 
 class TrainingCollator:
     """Right-padded prompt+answer; labels only on answer tokens (built from positions, not from the pad id,
-    since pad can equal end-of-turn)."""
+    since pad can equal end-of-turn). With `noise_std` [D(+R)], Gaussian noise of that scale is added to the
+    projector's input of every example, afresh at each draw."""
 
-    def __init__(self, pad_id: int):
+    def __init__(self, pad_id: int, noise_std: torch.Tensor | None = None, generator: torch.Generator | None = None):
         self.pad_id = pad_id
+        self.noise_std = noise_std
+        self.generator = generator
 
     def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad([e.prompt_ids + e.answer_ids for e in examples], self.pad_id)
@@ -67,5 +70,8 @@ class TrainingCollator:
         for row, e in enumerate(examples):
             start = len(e.prompt_ids)
             labels[row, start:start + len(e.answer_ids)] = torch.tensor(e.answer_ids)
+        features = torch.stack([e.features for e in examples])  # [B, k, D(+R)]
+        if self.noise_std is not None:
+            features = features + self.noise_std * torch.randn(features.shape, generator=self.generator)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-                "ecg_features": torch.stack([e.features for e in examples])}
+                "ecg_features": features}
