@@ -276,3 +276,26 @@ def test_rhythm_input_appends_the_measured_figures(model, tmp_path):
     assert loaded.config.rhythm_input
     np.testing.assert_allclose(score_af(loaded, ChatFormatter(loaded.tokenizer, loaded.config), [prompt, prompt],
                                         same_ecg), scores, rtol=1e-5)
+
+
+def test_verdict_input_adds_the_encoders_own_logit(smoke_encoder, tmp_path):
+    import dataclasses
+
+    from ecgllm.llm.modeling_ecgllm import VERDICT_SCALE
+
+    torch.manual_seed(0)
+    model = ECGLLM.build(dataclasses.replace(LLM_PRESETS["smoke"][0], verdict_input=True), smoke_encoder)
+    model.train()
+    assert not model.encoder.training  # frozen: training the LLM never switches BatchNorm or dropout on
+    signals = torch.randn(3, 1, 2400)
+    features = projector_inputs(model.config, model.encode_ecg(signals), EVIDENCE)  # [3, k, D + R]
+    inputs = model.with_verdict(features)
+    assert inputs.shape == features.shape[:-1] + (features.shape[-1] + 1,)
+    assert torch.equal(inputs[..., :-1], features)
+    with torch.no_grad():
+        logits = model.encoder.head(features[..., :model.config.feature_dim].mean(1)).squeeze(-1)
+    for token in range(model.config.ecg_tokens):  # every token carries its recording's verdict
+        torch.testing.assert_close(inputs[:, token, -1], logits / VERDICT_SCALE)
+    assert model.projector[0].in_features == inputs.shape[-1]
+    model.save_pretrained(tmp_path)
+    assert ECGLLM.from_pretrained(tmp_path).with_verdict(features).shape == inputs.shape

@@ -82,6 +82,7 @@ def _llm_configs(args):
     model_config, train_config = LLM_PRESETS[args.preset]
     model_overrides = {"lm": args.lm, "ecg_tokens": args.ecg_tokens, "ecg_input": args.ecg_input, "lang": args.lang,
                        "evidence": args.evidence, "rhythm_input": args.rhythm_input,
+                       "verdict_input": args.verdict_input,
                        "projector_layers": args.projector_layers}
     model_config = dataclasses.replace(model_config, **{k: v for k, v in model_overrides.items() if v is not None})
     if args.lora_r is not None:
@@ -249,6 +250,8 @@ def _add_llm_options(parser) -> None:
                         help="rhythm figures in the prompt and cited in the answer (--no-evidence: the original)")
     parser.add_argument("--rhythm-input", action=argparse.BooleanOptionalAction, default=None,
                         help="the rhythm figures also as numbers beside each ECG token at the projector's input")
+    parser.add_argument("--verdict-input", action=argparse.BooleanOptionalAction, default=None,
+                        help="the encoder's own AF logit also beside each ECG token at the projector's input")
     parser.add_argument("--projector-layers", type=int, choices=[2, 3])
     parser.add_argument("--lora-r", type=int, help="LoRA rank (alpha = 2 r)")
     parser.add_argument("--epochs", type=int)

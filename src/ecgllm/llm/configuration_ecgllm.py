@@ -29,6 +29,7 @@ class ECGLLMConfig:
     lang: str = "zh"
     evidence: bool = True  # rhythm figures in the prompt and one answer sentence citing them; off = the original
     rhythm_input: bool = False  # the same figures also as numbers beside each ECG token at the projector's input
+    verdict_input: bool = False  # the encoder's own AF logit also joins each ECG token at the projector's input
     placeholder: str = PLACEHOLDER
     system_prompt: str | None = None  # None keeps the template's default (SmolLM2 then adds its own, Qwen3 none)
     # Filled in when the model is built: what the projector maps from and to, and which encoder produced the features.

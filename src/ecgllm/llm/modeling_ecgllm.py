@@ -33,6 +33,7 @@ PROJECTOR_NAME = "projector.safetensors"
 ADAPTER_DIR = "adapter"
 ENCODER_DIR = "encoder"
 TOKENIZER_DIR = "tokenizer"
+VERDICT_SCALE = 4.0  # the encoder's AF logits span about -8..8
 
 
 def encoder_fingerprint(folder: Path) -> str:
@@ -109,7 +110,7 @@ class ECGLLM(nn.Module):
         self.encoder = encoder.eval().requires_grad_(False)
         self.lm = lm
         self.tokenizer = tokenizer
-        inputs = config.feature_dim + (RHYTHM_FEATURES if config.rhythm_input else 0)
+        inputs = config.feature_dim + (RHYTHM_FEATURES if config.rhythm_input else 0) + int(config.verdict_input)
         self.projector = ECGProjector(inputs, config.hidden_size, config.projector_layers, config.projector_dropout)
         self.placeholder_id = tokenizer.convert_tokens_to_ids(config.placeholder)
 
@@ -195,11 +196,28 @@ class ECGLLM(nn.Module):
         """x [B, 1, L] z-scored -> ECG features [B, k, D] from the frozen encoder."""
         return pool_ecg_tokens(self.encoder.feature_map(x), self.config.ecg_tokens)
 
+    def train(self, mode: bool = True) -> "ECGLLM":
+        super().train(mode)
+        self.encoder.eval()  # frozen: its BatchNorm statistics and dropout stay as trained
+        return self
+
+    def with_verdict(self, ecg_features: torch.Tensor) -> torch.Tensor:
+        """[B, k, D(+R)] -> [B, k, D(+R)+1]: with `verdict_input`, the encoder's own AF logit (its classifier head on
+        the mean of the k tokens, scaled to about unit range) joins every token."""
+        if not self.config.verdict_input:
+            return ecg_features
+        head = self.encoder.head
+        tokens = ecg_features[..., :self.config.feature_dim].to(head[0].weight.dtype)
+        with torch.no_grad():
+            verdict = head(tokens.mean(1)) / VERDICT_SCALE  # [B, 1]
+        return torch.cat([ecg_features, verdict[:, None].expand(-1, ecg_features.shape[1], -1).to(ecg_features)], -1)
+
     def embed(self, input_ids: torch.Tensor, ecg_features: torch.Tensor) -> torch.Tensor:
         """Token embeddings [B, T, H] with the k placeholder rows of each sequence replaced by its projected ECG
         tokens; `ecg_features` [B, k, D(+R)] as `projector_inputs` makes them."""
         embeddings = self.lm.get_input_embeddings()(input_ids)
-        ecg = self.projector(ecg_features.to(self.projector[0].weight.dtype)).to(embeddings.dtype)  # [B, k, H]
+        inputs = self.with_verdict(ecg_features).to(self.projector[0].weight.dtype)
+        ecg = self.projector(inputs).to(embeddings.dtype)  # [B, k, H]
         slots = input_ids == self.placeholder_id
         if not torch.equal(slots.sum(1), torch.full_like(slots.sum(1), ecg.shape[1])):
             raise ValueError(f"every sequence needs exactly {ecg.shape[1]} placeholder tokens, found "
