@@ -83,7 +83,7 @@ def test_ecg_embeddings_replace_the_placeholder_rows(model, examples):
     batch = TrainingCollator(model.tokenizer.pad_token_id)(examples[:1])
     embedded = model.embed(batch["input_ids"], batch["ecg_features"])
     slots = batch["input_ids"][0] == model.placeholder_id
-    projected = model.projector(batch["ecg_features"])[0]
+    projected = model.projector(model.with_verdict(batch["ecg_features"]))[0]
     assert torch.allclose(embedded[0, slots], projected)
     plain = model.lm.get_input_embeddings()(batch["input_ids"])
     assert torch.equal(embedded[0, ~slots], plain[0, ~slots])

@@ -91,7 +91,8 @@ def _llm_configs(args):
                        "gradient_accumulation_steps": args.gradient_accumulation_steps, "schedule": args.schedule,
                        "warmup_steps": args.warmup_steps, "samples_per_epoch": args.samples_per_epoch,
                        "gradient_checkpointing": args.gradient_checkpointing or None,
-                       "feature_noise": args.feature_noise, "max_train_records": args.max_train_records}
+                       "feature_noise": args.feature_noise, "max_train_records": args.max_train_records,
+                       "seed": args.seed}
     train_config = dataclasses.replace(train_config, **{k: v for k, v in train_overrides.items() if v is not None})
     return model_config, train_config
 
@@ -264,6 +265,7 @@ def _add_llm_options(parser) -> None:
     parser.add_argument("--feature-noise", type=float,
                         help="Gaussian noise on the encoder features while training, in units of their spread")
     parser.add_argument("--max-train-records", type=int)
+    parser.add_argument("--seed", type=int, help="seed of the LLM's initialisation and draws (default 42)")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--cache", type=Path, help="feature/rhythm cache folder (default: beside the output)")
     parser.add_argument("--encoder-eval", type=Path, help="Task 1 eval folder to compare with (predictions.csv)")

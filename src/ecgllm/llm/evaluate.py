@@ -90,7 +90,8 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
     scored = (p_test >= threshold).astype(int)
     result = {"system": f"ECG-LLM ({model.config.preset}: {model.config.lm}, {model.config.ecg_tokens} ECG tokens, "
                         f"evidence {'on' if model.config.evidence else 'off'}"
-                        f"{', rhythm input' if model.config.rhythm_input else ''}, {model.config.lang})",
+                        f"{', rhythm input' if model.config.rhythm_input else ''}"
+                        f"{', verdict input' if model.config.verdict_input else ''}, {model.config.lang})",
               "validation": {"n_records": len(val_labels), "n_positive": int(val_labels.sum()), "threshold": threshold,
                              "metrics": binary_metrics(val_labels, p_val, threshold)},
               "scoring": evaluate_predictions(labels, p_test, threshold)}
