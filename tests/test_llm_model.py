@@ -64,8 +64,8 @@ def test_collator_masks_prompt_and_padding(model, examples):
 
 
 def test_feature_noise_moves_the_encoder_features_only(model, examples):
-    assert feature_noise_std(examples, 0.0, rhythm_input=True) is None
-    std = feature_noise_std(examples, 0.5, rhythm_input=True)
+    assert feature_noise_std(examples, 0.0, model.config.feature_dim) is None
+    std = feature_noise_std(examples, 0.5, model.config.feature_dim)
     assert std.shape == examples[0].features.shape[-1:]
     assert (std[-RHYTHM_FEATURES:] == 0).all() and (std[:-RHYTHM_FEATURES] > 0).any()
     clean = TrainingCollator(model.tokenizer.pad_token_id)(examples)["ecg_features"]

@@ -23,7 +23,6 @@ from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.modeling_utils import config_to_dict
-from ecgllm.rhythm import RHYTHM_FEATURES
 
 logger = logging.getLogger(__name__)
 
@@ -76,20 +75,19 @@ def restore_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> Non
     torch.set_rng_state(state["torch_rng"])
 
 
-def feature_noise_std(examples: list[Example], noise: float, rhythm_input: bool) -> torch.Tensor | None:
-    """[D(+R)] scale of the training noise: `noise` times each encoder feature's spread over the training examples,
-    zero on the rhythm figures. None when there is no noise."""
+def feature_noise_std(examples: list[Example], noise: float, feature_dim: int) -> torch.Tensor | None:
+    """[D(+R)] scale of the training noise: `noise` times each of the first `feature_dim` (encoder) features' spread
+    over the training examples, zero on what follows them (the rhythm figures). None when there is no noise."""
     if noise <= 0:
         return None
     std = torch.stack([e.features for e in examples]).flatten(0, -2).std(0)
-    if rhythm_input:
-        std[-RHYTHM_FEATURES:] = 0
+    std[feature_dim:] = 0
     return noise * std
 
 
-def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, rhythm_input: bool) -> DataLoader:
+def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, feature_dim: int) -> DataLoader:
     generator = torch.Generator().manual_seed(config.seed)
-    collate = TrainingCollator(pad_id, feature_noise_std(examples, config.feature_noise, rhythm_input),
+    collate = TrainingCollator(pad_id, feature_noise_std(examples, config.feature_noise, feature_dim),
                                torch.Generator().manual_seed(config.seed + 1))
     if config.balance == "oversample":
         labels = np.array([e.label for e in examples])
@@ -127,7 +125,7 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
 
-    loader = _loader(examples, config, model.tokenizer.pad_token_id, model_config.rhythm_input)
+    loader = _loader(examples, config, model.tokenizer.pad_token_id, model.config.feature_dim)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     # Counted as on one process: accelerate steps a prepared scheduler once per process at every update.
