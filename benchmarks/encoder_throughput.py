@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from ecgllm.data.dataset import load_cinc_folder
-from ecgllm.data.preprocess import AugmentConfig, augment_crop
+from ecgllm.data.preprocess import AugmentConfig, augment_crop, record_windows
 from ecgllm.encoder import ENCODER_PRESETS, MSCNN
-from ecgllm.encoder.predict import record_windows
 
 
 def timed(fn, repeats: int) -> float:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ecgllm.data.dataset import load_cinc_folder
-from ecgllm.encoder.predict import record_windows
+from ecgllm.data.preprocess import record_windows
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import TrainingCollator, build_examples

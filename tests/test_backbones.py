@@ -36,8 +36,8 @@ def test_smollm2_checkpoint_holds_no_base_weights(smoke_encoder, tmp_path):
     """SmolLM2's vocabulary is full, so the placeholder resizes the embeddings; they must not land in the adapter."""
     from ecgllm.llm.chat import ChatFormatter
     from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
-    from ecgllm.llm.inference import score_af
-    from ecgllm.llm.modeling_ecgllm import ECGLLM, projector_inputs
+    from ecgllm.llm.modeling_ecgllm import ECGLLM
+    from ecgllm.llm.scoring import score_af
     from ecgllm.rhythm import RhythmEvidence
 
     torch.manual_seed(0)
@@ -48,7 +48,7 @@ def test_smollm2_checkpoint_holds_no_base_weights(smoke_encoder, tmp_path):
     assert adapter.stat().st_size < 30_000_000  # LoRA r=16 only: ~21 MB in fp32; the embeddings alone are 113 MB
     loaded = ECGLLM.from_pretrained(tmp_path)
     evidence = RhythmEvidence(n_beats=40, heart_rate_bpm=79, rr_cv=0.06, rmssd_ms=35, prr31=0.16, sd1_ms=25, sd2_ms=56)
-    features = projector_inputs(model.config, model.encode_ecg(torch.randn(1, 1, 2400)), [evidence])
+    features = model.projector_input(model.encode_ecg(torch.randn(1, 1, 2400)), [evidence])
     formatter = ChatFormatter(model.tokenizer, model.config)
     prompt = [formatter.prompt_ids(evidence)]
     assert score_af(loaded, ChatFormatter(loaded.tokenizer, loaded.config), prompt, features) == \

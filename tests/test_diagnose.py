@@ -39,7 +39,7 @@ def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
     assert f"CV {result.rhythm['rr_cv']}" in english and f"{result.rhythm['heart_rate_bpm']} bpm" in english
     assert 80 <= len(result.r_peaks_s) <= 130 and result.rhythm["n_beats"] == str(len(result.r_peaks_s))
     json.dumps(result.to_dict())
-    assert model.diagnose(at_250, 250.0, "A00005@250Hz").p_af == pytest.approx(result.p_af)
+    assert diagnose(model, at_250, 250.0, "A00005@250Hz").p_af == pytest.approx(result.p_af)
     with pytest.raises(RecordError, match="too short to diagnose"):
         diagnose(model, recording.signal[:1500], 300.0, "short")
 
@@ -73,7 +73,7 @@ def test_diagnose_with_whole_record_tokens(smoke_encoder, cinc_dir):
     torch.manual_seed(0)
     model = ECGLLM.build(dataclasses.replace(LLM_PRESETS["smoke"][0], ecg_input="whole"), smoke_encoder).eval()
     recording = read_recording(cinc_dir / "A00001.mat")
-    result = model.diagnose(recording.signal, recording.fs, "A00001")
+    result = diagnose(model, recording.signal, recording.fs, "A00001")
     assert result.aggregation == "tokens" and len(result.windows) == 7
     assert result.af == (result.p_af >= result.threshold)
 

@@ -8,7 +8,7 @@ import pytest
 import wfdb
 
 from ecgllm.cli import main
-from ecgllm.evaluation.external import annotated_af
+from ecgllm.runs.external import annotated_af
 
 FS = 250
 

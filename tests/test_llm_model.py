@@ -10,8 +10,8 @@ from ecgllm.errors import CheckpointError
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import IGNORE_INDEX, Example, TrainingCollator
-from ecgllm.llm.inference import PrefixCache, generate_answers, score_af
-from ecgllm.llm.modeling_ecgllm import ECGLLM, projector_inputs
+from ecgllm.llm.modeling_ecgllm import ECGLLM, with_rhythm
+from ecgllm.llm.scoring import PrefixCache, generate_answers, score_af
 from ecgllm.llm.training import feature_noise_std
 from ecgllm.rhythm import RHYTHM_FEATURES, RhythmEvidence
 
@@ -30,7 +30,7 @@ def model(smoke_encoder):
 @pytest.fixture(scope="module")
 def examples(model):
     formatter = ChatFormatter(model.tokenizer, model.config)
-    features = projector_inputs(model.config, model.encode_ecg(torch.randn(3, 1, 2400)), EVIDENCE)
+    features = model.projector_input(model.encode_ecg(torch.randn(3, 1, 2400)), EVIDENCE)
     return [Example(f"r{i}", i % 2, features[i], e, formatter.prompt_ids(e), formatter.answer_ids(i % 2, e))
             for i, e in enumerate(EVIDENCE)]
 
@@ -83,7 +83,7 @@ def test_ecg_embeddings_replace_the_placeholder_rows(model, examples):
     batch = TrainingCollator(model.tokenizer.pad_token_id)(examples[:1])
     embedded = model.embed(batch["input_ids"], batch["ecg_features"])
     slots = batch["input_ids"][0] == model.placeholder_id
-    projected = model.projector(model.with_verdict(batch["ecg_features"]))[0]
+    projected = model.projector(batch["ecg_features"])[0]
     assert torch.allclose(embedded[0, slots], projected)
     plain = model.lm.get_input_embeddings()(batch["input_ids"])
     assert torch.equal(embedded[0, ~slots], plain[0, ~slots])
@@ -208,7 +208,7 @@ def test_qwen3_8b_lora_parameter_count():
 
 
 def test_decision_bias_moves_generation_to_the_threshold():
-    from ecgllm.llm.inference import DecisionBias
+    from ecgllm.llm.scoring import DecisionBias
 
     normal, af = [5, 6, 7, 8], [5, 6, 9, 10]
     bias = DecisionBias(normal, af, threshold=0.9)  # logit(0.9) = 2.197
@@ -225,8 +225,7 @@ def test_decision_bias_moves_generation_to_the_threshold():
 def test_whole_record_tokens_average_the_windows(smoke_encoder):
     from ecgllm.data.preprocess import sliding_windows, zscore
     from ecgllm.encoder import MSCNN
-    from ecgllm.llm.features import encode_records
-    from ecgllm.llm.modeling_ecgllm import pool_ecg_tokens
+    from ecgllm.llm.ecg_tokens import encode_records, pool_ecg_tokens
 
     encoder = MSCNN.from_pretrained(smoke_encoder)
     rng = np.random.default_rng(0)
@@ -249,7 +248,7 @@ def test_rhythm_input_appends_the_measured_figures(model, tmp_path):
     config = model.config
     assert config.rhythm_input  # on in the smoke preset, as in cpu
     tokens = model.encode_ecg(torch.randn(3, 1, 2400))  # [3, k, D]
-    inputs = projector_inputs(model.config, tokens, EVIDENCE)
+    inputs = with_rhythm(model.config, tokens, EVIDENCE)
     assert inputs.shape == (3, config.ecg_tokens, model.config.feature_dim + RHYTHM_FEATURES)
     assert torch.equal(inputs[..., :-RHYTHM_FEATURES], tokens)
     for row, evidence in enumerate(EVIDENCE):  # every token of a recording carries that recording's figures
@@ -258,14 +257,14 @@ def test_rhythm_input_appends_the_measured_figures(model, tmp_path):
     assert EVIDENCE[2].as_vector()[-1] == 1.0 and EVIDENCE[0].as_vector()[-1] == 0.0  # unmeasurable: flagged
     assert EVIDENCE[1].as_vector()[1] > EVIDENCE[0].as_vector()[1]  # larger RR CV, larger input
     off = dataclasses.replace(config, rhythm_input=False)
-    assert projector_inputs(off, tokens, EVIDENCE) is tokens  # off: the tokens alone
+    assert with_rhythm(off, tokens, EVIDENCE) is tokens  # off: the tokens alone
     with pytest.raises(ValueError, match="rhythm evidence for 2"):
-        projector_inputs(model.config, tokens, EVIDENCE[:2])
+        with_rhythm(model.config, tokens, EVIDENCE[:2])
 
     # The figures reach the LM: the same ECG with another rhythm gives other ECG embeddings at the placeholder.
     formatter = ChatFormatter(model.tokenizer, model.config)
     prompt = formatter.prompt_ids(EVIDENCE[0])
-    same_ecg = projector_inputs(model.config, tokens[:1].repeat(2, 1, 1), EVIDENCE[:2])
+    same_ecg = model.projector_input(tokens[:1].repeat(2, 1, 1), EVIDENCE[:2])
     embedded = model.embed(torch.tensor([prompt, prompt]), same_ecg)
     slots = torch.tensor(prompt) == model.placeholder_id
     assert not torch.allclose(embedded[0, slots], embedded[1, slots], atol=1e-3)
@@ -288,7 +287,7 @@ def test_verdict_input_adds_the_encoders_own_logit(smoke_encoder, tmp_path):
     model.train()
     assert not model.encoder.training  # frozen: training the LLM never switches BatchNorm or dropout on
     signals = torch.randn(3, 1, 2400)
-    features = projector_inputs(model.config, model.encode_ecg(signals), EVIDENCE)  # [3, k, D + R]
+    features = with_rhythm(model.config, model.encode_ecg(signals), EVIDENCE)  # [3, k, D + R]
     inputs = model.with_verdict(features)
     assert inputs.shape == features.shape[:-1] + (features.shape[-1] + 1,)
     assert torch.equal(inputs[..., :-1], features)

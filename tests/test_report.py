@@ -4,7 +4,7 @@ import pytest
 
 from ecgllm.cli import main
 from ecgllm.errors import CheckpointError
-from ecgllm.evaluation.report import choose_examples, write_report
+from ecgllm.runs.report import choose_examples, write_report
 
 
 def test_report_opens_in_browser_with_every_picture(smoke_run, browser, tmp_path):

@@ -18,7 +18,7 @@ from ecgllm.examples import example_records
 from ecgllm.inference import diagnose as diagnose_module
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.prompts import DECISION
-from ecgllm.pipeline import resolve_model_dir
+from ecgllm.runs.layout import resolve_model_dir
 from ecgllm.serving.app import ServeLimits, create_app
 
 EXAMPLES = example_records()

@@ -48,6 +48,11 @@ def save_config(config, path: Path, model_type: str) -> None:
 
 
 def load_config(config_class, path: Path, model_type: str):
+    return config_from_dict(config_class, read_config(path, model_type), str(path))
+
+
+def read_config(path: Path, model_type: str) -> dict:
+    """The raw settings of a saved config (without its model_type), for configs that need migrating first."""
     if not path.is_file():
         raise CheckpointError(f"{path.parent}: no {path.name}; not a model folder written by save_pretrained")
     try:
@@ -57,7 +62,7 @@ def load_config(config_class, path: Path, model_type: str):
     found = raw.pop("model_type", None)
     if found != model_type:
         raise CheckpointError(f"{path}: holds a {found!r} model, expected {model_type!r}")
-    return config_from_dict(config_class, raw, str(path))
+    return raw
 
 
 def load_weights(module: torch.nn.Module, path: Path) -> None:

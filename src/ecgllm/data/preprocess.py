@@ -1,8 +1,12 @@
 """Preprocessing of the SPEC: z-score, crop/pad to a fixed window; sliding windows over a whole record; augmentation."""
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
+from scipy.signal import resample_poly
+
+MODES = ("center", "whole")  # one centre crop per record (the original protocol), or its sliding windows
 
 
 @dataclass
@@ -76,3 +80,27 @@ def aggregate_windows(probabilities: np.ndarray, method: str) -> float:
     if method == "max":
         return float(np.max(probabilities))
     raise ValueError(f"unknown aggregation {method!r}; choose 'mean' or 'max'")
+
+
+def record_windows(signals: list[np.ndarray], mode: str, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Z-score each record and cut its windows; returns windows [N, window] and each window's record index [N]."""
+    if mode not in MODES:
+        raise ValueError(f"unknown evaluation mode {mode!r}; choose one of {MODES}")
+    pieces, owners = [], []
+    for index, signal in enumerate(signals):
+        normalised = zscore(signal)
+        if mode == "center":
+            windows = crop_or_pad(normalised, window)[None]
+        else:
+            windows = sliding_windows(normalised, window, stride)
+        pieces.append(windows)
+        owners.append(np.full(len(windows), index))
+    return np.concatenate(pieces), np.concatenate(owners)
+
+
+def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
+    """Polyphase resampling by the nearest small rational factor."""
+    if abs(fs - target_fs) < 1e-6:
+        return signal.astype(np.float32)
+    ratio = Fraction(target_fs / fs).limit_denominator(1000)
+    return resample_poly(signal, ratio.numerator, ratio.denominator).astype(np.float32)

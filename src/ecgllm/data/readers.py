@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from ecgllm.data.records import CINC_GAIN, read_val, validate_signal
+from ecgllm.data.records import CINC_GAIN, MIN_RECORD_SECONDS, read_val, validate_signal
 from ecgllm.errors import RecordError
 
 SUPPORTED_SUFFIXES = (".mat", ".hea", ".dat", ".csv", ".npy")
@@ -130,7 +130,7 @@ def _read_array(path: Path, lead, gain: float | None) -> tuple[np.ndarray, str, 
 
 
 def read_recording(path: str | Path, fs: float | None = None, lead: str | int | None = None,
-                   gain: float | None = None, min_seconds: float = 2.0) -> Recording:
+                   gain: float | None = None, min_seconds: float = MIN_RECORD_SECONDS) -> Recording:
     """One lead in millivolts, validated (finite, not flat, long enough); RecordError names the file and problem.
 
     A file with a WFDB header beside it (`.hea`, `.dat`, CinC `.mat`) is read through the header, which gives the

@@ -15,7 +15,7 @@ from ecgllm.errors import RecordError
 
 CINC_FS = 300.0
 CINC_GAIN = 1000.0  # adu per mV
-MIN_SECONDS = 2.0
+MIN_RECORD_SECONDS = 2.0  # the shortest training or evaluation record (CinC 2017 has none shorter than 9 s)
 FLAT_PEAK_TO_PEAK_MV = 0.01  # 10 µV: below the noise floor of any real ECG front end
 
 
@@ -31,7 +31,7 @@ class ECGRecord:
 
 
 def validate_signal(
-    signal: np.ndarray, fs: float, name: str, min_seconds: float = MIN_SECONDS, gain: float = 1.0
+    signal: np.ndarray, fs: float, name: str, min_seconds: float = MIN_RECORD_SECONDS, gain: float = 1.0
 ) -> np.ndarray:
     """Return `signal / gain` (millivolts) as a 1-D float32 array, or raise RecordError saying what is wrong."""
     signal = np.asarray(signal)
@@ -70,7 +70,7 @@ def _read_header(mat_path: Path) -> tuple[float, float]:
     return float(header.fs), gain
 
 
-def load_cinc_record(mat_path: str | Path, min_seconds: float = MIN_SECONDS) -> ECGRecord:
+def load_cinc_record(mat_path: str | Path, min_seconds: float = MIN_RECORD_SECONDS) -> ECGRecord:
     """Read one CinC 2017 record (`AXXXXX.mat` holding `val`, int16, (1, n)); raise RecordError if unusable."""
     mat_path = Path(mat_path)
     if not mat_path.is_file():

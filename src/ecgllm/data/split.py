@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from ecgllm.errors import DataFolderError
+from ecgllm.errors import DataFolderError, SettingError
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -50,6 +50,12 @@ class Split:
             return cls(**raw)
         except (OSError, ValueError, TypeError, KeyError) as error:
             raise DataFolderError(f"{path}: not a split file written by `ecgllm data split` ({error})") from None
+
+    def require_task(self, task: str, user: str) -> None:
+        """Refuse a split of another task (e.g. a four-class split given to a binary trainer)."""
+        if self.task != task:
+            raise SettingError(f"{user} is trained on the {task} task, but this split is of the {self.task!r} task; "
+                               f"make one with `ecgllm data split --task {task}`")
 
     def check_against(self, labels: dict[str, int]) -> None:
         """Fail loudly if the data no longer holds the records and labels this split was made from."""

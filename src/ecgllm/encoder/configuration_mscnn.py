@@ -1,8 +1,11 @@
-"""Configuration of the MS-CNN and its presets. The checkpoint carries this, so stream-2's kernel cannot mismatch."""
+"""Configuration of the MS-CNN and of its training, and their presets. The checkpoint carries the former, so
+stream-2's kernel cannot mismatch. Fields with a help text are also command-line flags."""
 
 from dataclasses import dataclass, field
 
-from ecgllm.data.preprocess import PreprocessConfig
+from ecgllm.configuration_utils import check_choice, check_range, setting
+from ecgllm.data.labels import TASKS
+from ecgllm.data.preprocess import AugmentConfig, PreprocessConfig
 
 
 @dataclass
@@ -12,9 +15,10 @@ class MSCNNConfig:
     convs_per_block: tuple[int, ...] = (2, 2, 3, 3, 3)
     pool_sizes: tuple[int, ...] = (3, 3, 2, 2, 2)
     k_size_stream1: int = 3
-    k_size_stream2: int = 7  # 5, 7 or 9 in the paper; used in the first `large_kernel_blocks` blocks of stream 2
+    k_size_stream2: int = setting(7, "stream 2's kernel in its first blocks (5, 7 or 9 in the paper)",
+                                  choices=(3, 5, 7, 9))
     large_kernel_blocks: int = 2
-    width_multiplier: float = 1.0
+    width_multiplier: float = setting(1.0, "scales every conv width (the paper: 1)")
     conv_batch_norm: bool = False  # not in the paper; makes the small CPU presets train in few epochs
     head_widths: tuple[int, ...] = (1024, 256)
     dropout: float = 0.5
@@ -22,6 +26,11 @@ class MSCNNConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     # Decision thresholds on P(AF), chosen on the validation split after training, per evaluation mode.
     thresholds: dict[str, float] = field(default_factory=lambda: {"center": 0.5, "whole": 0.5})
+
+    def __post_init__(self):
+        check_choice("k_size_stream2", self.k_size_stream2, (3, 5, 7, 9))
+        check_range("width_multiplier", self.width_multiplier, 1 / 128)
+        check_choice("task", self.task, tuple(TASKS))
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -49,4 +58,35 @@ ENCODER_PRESETS: dict[str, MSCNNConfig] = {
     # Tiny: runs the real pipeline end to end in a minute for tests.
     "smoke": MSCNNConfig(preset="smoke", width_multiplier=1 / 16, conv_batch_norm=True, head_widths=(32, 16),
                          dropout=0.1),
+}
+
+
+BALANCES = ("oversample", "weight", "none")
+
+
+@dataclass
+class EncoderTrainingConfig:
+    epochs: int = setting(30, "most epochs (stops earlier without a better validation PR AUC)")
+    batch_size: int = setting(32, "windows per batch")
+    lr: float = setting(1e-3, "peak learning rate (one-cycle schedule)")
+    weight_decay: float = setting(1e-4, "AdamW weight decay")
+    patience: int = setting(8, "epochs without a better validation PR AUC before stopping")
+    balance: str = setting("oversample", "oversample AF, weight the loss, or neither", choices=BALANCES)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = setting(42, "seed of initialisation, draws and augmentation")
+    max_records: int | None = setting(None, "a stratified subset per split (smoke runs)")
+    eval_batch_size: int = 256
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "patience", "eval_batch_size"):
+            check_range(name, getattr(self, name), 1)
+        check_range("lr", self.lr, 0.0)
+        check_choice("balance", self.balance, BALANCES)
+        check_range("max_records", self.max_records, 4)
+
+
+TRAINING_PRESETS: dict[str, EncoderTrainingConfig] = {
+    "paper": EncoderTrainingConfig(epochs=30, lr=1e-4),
+    "cpu": EncoderTrainingConfig(epochs=30),
+    "smoke": EncoderTrainingConfig(epochs=2, batch_size=16, max_records=48, patience=2),
 }

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from ecgllm.data.dataset import CinCDataset
+from ecgllm.data.preprocess import MODES
 from ecgllm.data.split import Split
 from ecgllm.encoder.modeling_mscnn import MSCNN
-from ecgllm.encoder.predict import MODES, predict_records
+from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.metrics import evaluate_predictions, format_evaluation
 
 MODE_TITLES = {"center": "centre crop (8 s, the original protocol)", "whole": "whole record (sliding 8-s windows)"}
@@ -18,6 +19,7 @@ MODE_TITLES = {"center": "centre crop (8 s, the original protocol)", "whole": "w
 def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: str | Path | None = None,
                      split_name: str = "test", n_resamples: int = 1000, progress: bool = True) -> dict:
     """Metrics with 95% bootstrap intervals for each mode; writes metrics.json, metrics.txt, predictions.csv."""
+    split.require_task(model.config.task, "this MS-CNN")
     split.check_against(dataset.labels)
     ids = split.ids(split_name)
     labels = np.array([dataset.labels[i] for i in ids])

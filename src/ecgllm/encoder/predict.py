@@ -4,10 +4,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ecgllm.data.preprocess import aggregate_windows, crop_or_pad, sliding_windows, zscore
+from ecgllm.data.preprocess import aggregate_windows, record_windows
 from ecgllm.encoder.modeling_mscnn import MSCNN
-
-MODES = ("center", "whole")
 
 
 @torch.no_grad()
@@ -21,22 +19,6 @@ def window_probabilities(model: MSCNN, windows: np.ndarray, batch_size: int = 25
         batch = torch.from_numpy(np.ascontiguousarray(windows[start:start + batch_size])).unsqueeze(1).to(device)
         out.append(torch.sigmoid(model(batch)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
-
-def record_windows(signals: list[np.ndarray], mode: str, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Z-score each record and cut its windows; returns windows [N, window] and each window's record index [N]."""
-    if mode not in MODES:
-        raise ValueError(f"unknown evaluation mode {mode!r}; choose one of {MODES}")
-    pieces, owners = [], []
-    for index, signal in enumerate(signals):
-        normalised = zscore(signal)
-        if mode == "center":
-            windows = crop_or_pad(normalised, window)[None]
-        else:
-            windows = sliding_windows(normalised, window, stride)
-        pieces.append(windows)
-        owners.append(np.full(len(windows), index))
-    return np.concatenate(pieces), np.concatenate(owners)
 
 
 def predict_records(model: MSCNN, signals: list[np.ndarray], mode: str = "whole", batch_size: int = 256,

@@ -5,7 +5,6 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,11 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
-from ecgllm.data.preprocess import AugmentConfig, augment_crop, zscore
+from ecgllm.data.preprocess import MODES, AugmentConfig, augment_crop, zscore
 from ecgllm.data.split import Split, subset_ids
-from ecgllm.encoder.configuration_mscnn import MSCNNConfig
+from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, MSCNNConfig
 from ecgllm.encoder.modeling_mscnn import MSCNN
-from ecgllm.encoder.predict import MODES, predict_records
+from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold
 from ecgllm.modeling_utils import config_to_dict
 from ecgllm.utils import seed_everything
@@ -27,27 +26,6 @@ logger = logging.getLogger(__name__)
 
 TRAINING_CONFIG_NAME = "training_config.json"
 HISTORY_NAME = "history.csv"
-
-
-@dataclass
-class EncoderTrainingConfig:
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 8  # epochs without a better validation PR AUC before stopping
-    balance: str = "oversample"  # "oversample" AF, "weight" the loss, or "none"
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    seed: int = 42
-    max_records: int | None = None  # per split; only for smoke runs
-    eval_batch_size: int = 256
-
-
-TRAINING_PRESETS: dict[str, EncoderTrainingConfig] = {
-    "paper": EncoderTrainingConfig(epochs=30, lr=1e-4),
-    "cpu": EncoderTrainingConfig(epochs=30),
-    "smoke": EncoderTrainingConfig(epochs=2, batch_size=16, max_records=48, patience=2),
-}
 
 
 class RandomCropDataset(Dataset):
@@ -78,8 +56,6 @@ def _loader(dataset: CinCDataset, ids: list[str], model_config: MSCNNConfig, con
         weights = [1.0 / counts[y] for y in labels]
         sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
         return DataLoader(data, batch_size=config.batch_size, sampler=sampler, drop_last=True)
-    if config.balance not in ("weight", "none"):
-        raise ValueError(f"unknown balance {config.balance!r}; choose oversample, weight or none")
     return DataLoader(data, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=True)
 
 
@@ -87,8 +63,9 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
                   config: EncoderTrainingConfig, progress: bool = True) -> MSCNN:
     """Train, keep the epoch with the best validation PR AUC, set thresholds on validation, save to `out_dir`."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    split.require_task(model_config.task, "this MS-CNN")
     split.check_against(dataset.labels)
+    out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
 

@@ -1,29 +1,34 @@
 """Diagnose one recording: resample, measure the rhythm, score every 8-s window, aggregate, and write the answer.
 
 Aggregation: the mean of the windows' P(AF) (the encoder config's `aggregate`), compared with the model's threshold
-chosen on validation; a model trained on whole-record tokens (`ecg_input="whole"`) scores the record's averaged
-tokens instead. The answer's decision sentence is the one the model scores higher at that threshold; the rest of the
-answer (the evidence sentence) is generated greedily after it, from the window closest to the record's P(AF) (or the
-averaged tokens). The decision and the measured figures are also given in the other language, from the answer
-template the model was trained on (`translations`), so that a reader can switch between Chinese and English.
+chosen on validation (its calibration; a model without one decides at 0.5 and says so); a model trained on
+whole-record tokens (`ecg_input="whole"`) scores the record's averaged tokens instead. The answer's decision sentence
+is the one the model scores higher at that threshold; the rest of the answer (the evidence sentence) is generated
+greedily after it, from the window closest to the record's P(AF) (or the averaged tokens). The decision and the
+measured figures are also given in the other language, from the answer template the model was trained on
+(`translations`), so that a reader can switch between Chinese and English.
 """
 
+import logging
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
-from ecgllm.data.preprocess import aggregate_windows, sliding_windows, window_starts, zscore
+from ecgllm.data.preprocess import aggregate_windows, resample, window_starts
 from ecgllm.errors import RecordError
+from ecgllm.llm.calibration import decision_threshold
 from ecgllm.llm.chat import ChatFormatter
-from ecgllm.llm.inference import PrefixCache, generate_answers, score_af
-from ecgllm.llm.modeling_ecgllm import ECGLLM, projector_inputs
+from ecgllm.llm.ecg_tokens import encode_signal_windows
+from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.prompts import DECISION, LANGUAGES, answer_text, numbers_grounded
+from ecgllm.llm.scoring import PrefixCache, generate_answers, score_batched
 from ecgllm.rhythm import detect_r_peaks, rr_statistics
 
-MIN_SECONDS = 8.0  # one full encoder window: shorter inputs would be zero-padded, which the encoder never saw
+logger = logging.getLogger(__name__)
+
+# One full encoder window: shorter inputs would be zero-padded, which the encoder never saw.
+MIN_DIAGNOSIS_SECONDS = 8.0
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Diagnosis:
     fs_model: float
     p_af: float
     threshold: float
+    calibrated: bool  # False: the model was never evaluated, and `threshold` is the unvalidated 0.5
     af: bool
     answer: str
     lang: str
@@ -55,70 +61,73 @@ class Diagnosis:
         return asdict(self)
 
 
-def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
-    """Polyphase resampling by the nearest small rational factor."""
-    if abs(fs - target_fs) < 1e-6:
-        return signal.astype(np.float32)
-    ratio = Fraction(target_fs / fs).limit_denominator(1000)
-    return resample_poly(signal, ratio.numerator, ratio.denominator).astype(np.float32)
+class Diagnoser:
+    """A loaded model ready to diagnose many recordings: the prompt prefix's key/value cache (the same for every
+    recording) is computed once and kept here, beside the model it was computed with."""
+
+    def __init__(self, model: ECGLLM, batch_size: int = 16, max_new_tokens: int = 48):
+        self.model = model
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.formatter = ChatFormatter(model.tokenizer, model.config)
+        self.threshold = decision_threshold(model.calibration)
+        self._prefix: PrefixCache | None = None
+        if model.calibration is None:
+            logger.warning("this model has no calibration (it was never evaluated): decisions are made at the "
+                           "unvalidated threshold %.2f; run `ecgllm llm evaluate` to choose one on validation",
+                           self.threshold)
+
+    def _score(self, prompts: list[list[int]], features: torch.Tensor) -> np.ndarray:
+        if self._prefix is None:
+            self._prefix = PrefixCache(self.model, self.formatter, prompts[0])
+        return score_batched(self.model, self.formatter, prompts, features, self.batch_size, self._prefix)
+
+    @torch.no_grad()
+    def __call__(self, signal: np.ndarray, fs: float, record: str = "recording") -> Diagnosis:
+        """`signal` in millivolts at `fs` Hz (any length of at least MIN_DIAGNOSIS_SECONDS)."""
+        model, formatter = self.model, self.formatter
+        seconds = len(signal) / fs
+        if seconds < MIN_DIAGNOSIS_SECONDS:
+            raise RecordError(record, f"too short to diagnose: {seconds:.1f} s; at least {MIN_DIAGNOSIS_SECONDS:g} s "
+                                      f"(one full window of the encoder)")
+        pre = model.encoder.config.preprocess
+        signal = resample(signal, fs, pre.fs)
+        peaks = detect_r_peaks(signal, pre.fs)
+        evidence = rr_statistics(np.diff(peaks) / pre.fs * 1000.0, len(peaks))
+
+        tokens = encode_signal_windows(model.encoder, signal, model.config.ecg_tokens, self.batch_size)  # [W, k, D]
+        prompt = formatter.prompt_ids(evidence)
+        p_windows = self._score([prompt] * len(tokens), model.projector_input(tokens, [evidence] * len(tokens)))
+        if model.config.ecg_input == "whole":  # trained on tokens averaged over the record: score those
+            record_input = model.projector_input(tokens.mean(0, keepdim=True), [evidence])
+            p_af, aggregation = float(self._score([prompt], record_input)[0]), "tokens"
+        else:  # the window closest to the record's P(AF) speaks for it
+            p_af, aggregation = aggregate_windows(p_windows, pre.aggregate), pre.aggregate
+            representative = int(np.argmin(np.abs(p_windows - p_af)))
+            record_input = model.projector_input(tokens[representative:representative + 1], [evidence])
+        af = p_af >= self.threshold
+
+        lang = model.config.lang
+        decision = DECISION[lang][int(af)]
+        decision_ids = formatter.tokenizer(decision, add_special_tokens=False)["input_ids"]
+        continuation = generate_answers(model, formatter, [prompt + decision_ids], record_input,
+                                        self.max_new_tokens)[0]
+        answer = (decision + continuation) if lang == "zh" else f"{decision} {continuation}".strip()
+        starts = window_starts(len(signal), pre.window, pre.stride)
+        cites_rhythm = model.config.rhythm_prompt
+        return Diagnosis(
+            record=record, seconds=round(seconds, 2), fs_input=float(fs), fs_model=float(pre.fs), p_af=float(p_af),
+            threshold=float(self.threshold), calibrated=model.calibration is not None, af=bool(af), answer=answer,
+            lang=lang, numbers_grounded=numbers_grounded(answer, evidence, lang) if cites_rhythm else True,
+            translations={other: answer_text(int(af), other, evidence if cites_rhythm else None)
+                          for other in LANGUAGES if other != lang},
+            rhythm=evidence.formatted(), aggregation=aggregation,
+            windows=[WindowResult(round(s / pre.fs, 2), round(min(s + pre.window, len(signal)) / pre.fs, 2), float(p))
+                     for s, p in zip(starts, p_windows)],
+            r_peaks_s=[round(p / pre.fs, 3) for p in peaks])
 
 
-def window_tokens(model: ECGLLM, signal: np.ndarray, batch_size: int = 16) -> torch.Tensor:
-    """`signal` in mV at the model's rate -> ECG tokens of each 8-s window [W, k, D], batch by batch."""
-    pre = model.encoder.config.preprocess
-    windows = torch.from_numpy(sliding_windows(zscore(signal), pre.window, pre.stride)).unsqueeze(1)
-    return torch.cat([model.encode_ecg(windows[i:i + batch_size].to(model.device)).cpu()
-                      for i in range(0, len(windows), batch_size)])
-
-
-def score_batched(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], tokens: torch.Tensor,
-                  batch_size: int = 16) -> np.ndarray:
-    """P(AF) of each (prompt, tokens) pair, continuing from the shared prompt prefix's cached keys and values."""
-    prefix = PrefixCache.shared(model, formatter, prompts[0])
-    return np.concatenate([score_af(model, formatter, prompts[i:i + batch_size], tokens[i:i + batch_size], prefix)
-                           for i in range(0, len(prompts), batch_size)])
-
-
-@torch.no_grad()
 def diagnose(model: ECGLLM, signal: np.ndarray, fs: float, record: str = "recording", batch_size: int = 16,
              max_new_tokens: int = 48) -> Diagnosis:
-    """`signal` in millivolts at `fs` Hz (any length of at least MIN_SECONDS)."""
-    seconds = len(signal) / fs
-    if seconds < MIN_SECONDS:
-        raise RecordError(record, f"too short to diagnose: {seconds:.1f} s; at least {MIN_SECONDS:g} s "
-                                  f"(one full window of the encoder)")
-    pre = model.encoder.config.preprocess
-    signal = resample(signal, fs, pre.fs)
-    peaks = detect_r_peaks(signal, pre.fs)
-    evidence = rr_statistics(np.diff(peaks) / pre.fs * 1000.0, len(peaks))
-
-    tokens = window_tokens(model, signal, batch_size)
-    formatter = ChatFormatter(model.tokenizer, model.config)
-    prompt = formatter.prompt_ids(evidence)
-    p_windows = score_batched(model, formatter, [prompt] * len(tokens),
-                              projector_inputs(model.config, tokens, [evidence] * len(tokens)), batch_size)
-    if model.config.ecg_input == "whole":  # trained on tokens averaged over the record: score those
-        record_tokens = projector_inputs(model.config, tokens.mean(0, keepdim=True), [evidence])
-        p_af, aggregation = float(score_batched(model, formatter, [prompt], record_tokens)[0]), "tokens"
-    else:  # the window closest to the record's P(AF) speaks for it
-        p_af, aggregation = aggregate_windows(p_windows, pre.aggregate), pre.aggregate
-        representative = int(np.argmin(np.abs(p_windows - p_af)))
-        record_tokens = projector_inputs(model.config, tokens[representative:representative + 1], [evidence])
-    af = p_af >= model.config.threshold
-
-    lang = model.config.lang
-    decision = DECISION[lang][int(af)]
-    decision_ids = formatter.tokenizer(decision, add_special_tokens=False)["input_ids"]
-    continuation = generate_answers(model, formatter, [prompt + decision_ids], record_tokens, max_new_tokens)[0]
-    answer = (decision + continuation) if lang == "zh" else f"{decision} {continuation}".strip()
-    starts = window_starts(len(signal), pre.window, pre.stride)
-    shown_evidence = evidence if model.config.evidence else None
-    return Diagnosis(
-        record=record, seconds=round(seconds, 2), fs_input=float(fs), fs_model=float(pre.fs), p_af=float(p_af),
-        threshold=float(model.config.threshold), af=bool(af), answer=answer, lang=lang,
-        numbers_grounded=numbers_grounded(answer, evidence, lang) if model.config.evidence else True,
-        translations={other: answer_text(int(af), other, shown_evidence) for other in LANGUAGES if other != lang},
-        rhythm=evidence.formatted(), aggregation=aggregation,
-        windows=[WindowResult(round(s / pre.fs, 2), round(min(s + pre.window, len(signal)) / pre.fs, 2), float(p))
-                 for s, p in zip(starts, p_windows)],
-        r_peaks_s=[round(p / pre.fs, 3) for p in peaks])
+    """Diagnose one recording; for many, make one `Diagnoser` and call it for each."""
+    return Diagnoser(model, batch_size, max_new_tokens)(signal, fs, record)

@@ -30,7 +30,7 @@ class ChatFormatter:
 
     def _messages(self, evidence: RhythmEvidence | None) -> list[dict]:
         system = [{"role": "system", "content": self.config.system_prompt}] if self.config.system_prompt else []
-        content = user_prompt(self.config.lang, evidence if self.config.evidence else None)
+        content = user_prompt(self.config.lang, evidence if self.config.rhythm_prompt else None)
         return system + [{"role": "user", "content": content}]
 
     def prompt_text(self, evidence: RhythmEvidence | None) -> str:
@@ -41,7 +41,7 @@ class ChatFormatter:
 
     def answer_ids(self, label: int, evidence: RhythmEvidence | None) -> list[int]:
         """The answer as the template closes an assistant turn (e.g. followed by <|im_end|>)."""
-        answer = answer_text(label, self.config.lang, evidence if self.config.evidence else None)
+        answer = answer_text(label, self.config.lang, evidence if self.config.rhythm_prompt else None)
         prompt = self.prompt_text(evidence)
         full = self._render(self._messages(evidence) + [{"role": "assistant", "content": answer}],
                             add_generation_prompt=False)

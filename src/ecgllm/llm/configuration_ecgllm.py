@@ -1,74 +1,124 @@
-"""Configuration of the ECG-LLM and its presets (`cpu`, `qwen3-8b`, `smoke`)."""
+"""Configuration of the ECG-LLM, its training and its evaluation, and their presets (`cpu`, `qwen3-8b`, `smoke`).
 
-from dataclasses import dataclass, field
+Fields with a help text are also command-line flags (`ecgllm.configuration_utils`).
+"""
 
+from dataclasses import dataclass
+
+from ecgllm.configuration_utils import check_choice, check_range, setting
 from ecgllm.llm.backbones import SMOLLM2, TINY_QWEN3
-from ecgllm.llm.prompts import PLACEHOLDER
+from ecgllm.llm.prompts import LANGUAGES, PLACEHOLDER
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ECG_INPUTS = ("center", "whole")
+LM_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
 class LoRASettings:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = setting(16, "LoRA rank")
+    alpha: int = setting(32, "LoRA alpha (default with --lora-r: 2 r)", follows=("r", 2))
+    dropout: float = setting(0.05, "dropout on the LoRA path")
     target_modules: tuple[str, ...] = LORA_TARGETS
+
+    def __post_init__(self):
+        check_range("lora r", self.r, 1)
+        check_range("lora alpha", self.alpha, 1)
+        check_range("lora dropout", self.dropout, 0.0, 1.0)
 
 
 @dataclass
 class ECGLLMConfig:
     preset: str = "cpu"
-    lm: str = SMOLLM2  # a backbone name (see backbones.py) or a local Hugging Face folder
-    lm_dtype: str = "float32"  # "bfloat16" for Qwen3-8B on a GPU
-    ecg_tokens: int = 1  # 1 = the original's pooled feature; k > 1 = k tokens pooled from the feature map
-    ecg_input: str = "center"  # the SPEC's centre 8-s crop, or "whole": tokens averaged over the record's windows
-    projector_layers: int = 2  # SPEC: Linear -> LayerNorm -> GELU -> Dropout -> Linear; 3 adds one more block
-    projector_dropout: float = 0.1
-    lora: LoRASettings = field(default_factory=LoRASettings)
-    lang: str = "zh"
-    evidence: bool = True  # rhythm figures in the prompt and one answer sentence citing them; off = the original
-    rhythm_input: bool = False  # the same figures also as numbers beside each ECG token at the projector's input
-    verdict_input: bool = False  # the encoder's own AF logit also joins each ECG token at the projector's input
+    lm: str = setting(SMOLLM2, "backbone: a name (smollm2-135m, tiny-qwen3) or a local Hugging Face folder, e.g. "
+                               "/models/Qwen3-8B")
+    lm_dtype: str = setting("float32", "the backbone's weights: float32, or bfloat16 for Qwen3-8B on a GPU",
+                            choices=LM_DTYPES)
+    ecg_tokens: int = setting(1, "ECG tokens per record: 1 = the original's pooled feature, k > 1 pooled from the "
+                                 "feature map")
+    ecg_input: str = setting("center", "ECG tokens of the centre 8-s crop (the SPEC) or averaged over the whole "
+                                       "record's windows", choices=ECG_INPUTS)
+    projector_layers: int = setting(2, "2: Linear-LayerNorm-GELU-Dropout-Linear (the SPEC); 3 adds one more block",
+                                    choices=(2, 3))
+    projector_dropout: float = setting(0.1, "dropout inside the projector")
+    lora: LoRASettings = setting(help="LoRA", default_factory=LoRASettings)
+    lang: str = setting("zh", "language of instruction and answer", choices=LANGUAGES)
+    rhythm_prompt: bool = setting(True, "measured rhythm figures in the prompt and one answer sentence citing them "
+                                        "(--no-rhythm-prompt: the original)")
+    rhythm_input: bool = setting(False, "the same figures also as numbers beside each ECG token at the projector's "
+                                        "input")
+    verdict_input: bool = setting(False, "the encoder's own AF logit also beside each ECG token at the projector's "
+                                         "input")
     placeholder: str = PLACEHOLDER
-    system_prompt: str | None = None  # None keeps the template's default (SmolLM2 then adds its own, Qwen3 none)
+    system_prompt: str | None = setting(None, "system prompt (default: the chat template's own)")
     # Filled in when the model is built: what the projector maps from and to, and which encoder produced the features.
     feature_dim: int = 0
     hidden_size: int = 0
     encoder_preset: str = ""
     encoder_fingerprint: str = ""
-    # Decision threshold on P(AF) from scoring, chosen on the validation split after training.
-    threshold: float = 0.5
+
+    def __post_init__(self):
+        check_choice("lm_dtype", self.lm_dtype, LM_DTYPES)
+        check_range("ecg_tokens", self.ecg_tokens, 1)
+        check_choice("ecg_input", self.ecg_input, ECG_INPUTS)
+        check_choice("projector_layers", self.projector_layers, (2, 3))
+        check_range("projector_dropout", self.projector_dropout, 0.0, 1.0)
+        check_choice("lang", self.lang, LANGUAGES)
 
 
 @dataclass
 class LLMTrainingConfig:
-    epochs: int = 3
-    batch_size: int = 4
-    gradient_accumulation_steps: int = 4
-    lr: float = 1e-4
-    warmup_steps: int = 100
-    schedule: str = "linear"  # or "cosine"
-    weight_decay: float = 0.0
-    bf16: bool = True  # used where the device supports it
-    gradient_checkpointing: bool = False
-    balance: str = "none"  # or "oversample" AF to balanced classes
-    samples_per_epoch: int | None = None  # with oversampling: draws per epoch (default: the number of records)
-    # Gaussian noise on the encoder's features while training, in units of each feature's spread over the training
-    # records (the rhythm figures stay exact). The encoder was fitted on these records, so their features separate
-    # AF far better than those of records it never saw; noise keeps the LM from trusting them more than it should.
-    feature_noise: float = 0.0
-    max_train_records: int | None = None  # a stratified subset, for smoke and quick runs
-    max_eval_records: int | None = None
-    eval_batch_size: int = 16
-    max_new_tokens: int = 64
-    seed: int = 42
+    epochs: int = setting(3, "passes over the training draws")
+    batch_size: int = setting(4, "records per micro-batch and process")
+    gradient_accumulation_steps: int = setting(4, "micro-batches per optimiser step")
+    lr: float = setting(1e-4, "peak learning rate")
+    warmup_steps: int = setting(100, "optimiser steps of linear warm-up")
+    schedule: str = setting("linear", "learning-rate decay after warm-up", choices=("linear", "cosine"))
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    bf16: bool = setting(True, "bf16 mixed precision where the device supports it")
+    gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass (less memory)")
+    balance: str = setting("none", "oversample AF to balanced classes, or draw records as they come",
+                           choices=("none", "oversample"))
+    samples_per_epoch: int | None = setting(None, "with oversampling: draws per epoch (default: the number of "
+                                                  "records)")
+    # The encoder was fitted on the training records, so their features separate AF far better than those of records
+    # it never saw; noise keeps the LM from trusting them more than it should.
+    feature_noise: float = setting(0.0, "Gaussian noise on the encoder features while training, in units of each "
+                                        "feature's spread over the training records (the rhythm figures and the "
+                                        "verdict stay exact)")
+    max_train_records: int | None = setting(None, "a stratified subset of the training records (smoke and quick "
+                                                  "runs)")
+    seed: int = setting(42, "seed of the LLM's initialisation and draws")
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
+            check_range(name, getattr(self, name), 1)
+        check_range("lr", self.lr, 0.0)
+        check_range("warmup_steps", self.warmup_steps, 0)
+        check_choice("schedule", self.schedule, ("linear", "cosine"))
+        check_choice("balance", self.balance, ("none", "oversample"))
+        check_range("samples_per_epoch", self.samples_per_epoch, 1)
+        check_range("feature_noise", self.feature_noise, 0.0)
+        check_range("max_train_records", self.max_train_records, 4)
 
 
-LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig]] = {
+@dataclass
+class LLMEvaluationConfig:
+    batch_size: int = setting(16, "records per scoring and generation batch")
+    max_new_tokens: int = setting(64, "longest generated answer, in tokens")
+    max_records: int | None = setting(None, "a stratified subset of the validation and test records (smoke runs)")
+    generate: bool = setting(True, "generate and check the answers (--no-generate: scoring only)")
+
+    def __post_init__(self):
+        check_range("batch_size", self.batch_size, 1)
+        check_range("max_new_tokens", self.max_new_tokens, 1)
+        check_range("max_records", self.max_records, 4)
+
+
+LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig, LLMEvaluationConfig]] = {
     # The original setting on Qwen3-8B (pass its local folder with --lm); SPEC hyper-parameters, bf16.
     "qwen3-8b": (ECGLLMConfig(preset="qwen3-8b", lm="Qwen3-8B", lm_dtype="bfloat16", ecg_tokens=4, lang="zh"),
-                 LLMTrainingConfig()),
+                 LLMTrainingConfig(), LLMEvaluationConfig()),
     # SmolLM2-135M on 2 CPU cores: English (about half the tokens of Chinese for this tokenizer), one ECG token
     # averaged over the record's 8-s windows; beside it at the projector's input the rhythm figures (also in the
     # prompt) and the encoder's own AF logit. One pass over 1200 class-balanced draws (about 20 min). Chosen on
@@ -77,11 +127,18 @@ LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig]] = {
     "cpu": (ECGLLMConfig(preset="cpu", lm=SMOLLM2, ecg_tokens=1, ecg_input="whole", rhythm_input=True,
                          verdict_input=True, lang="en", system_prompt="You are a cardiologist."),
             LLMTrainingConfig(epochs=1, batch_size=8, gradient_accumulation_steps=2, lr=3e-4, warmup_steps=10,
-                              schedule="cosine", balance="oversample", samples_per_epoch=1200, eval_batch_size=16,
-                              max_new_tokens=48)),
+                              schedule="cosine", balance="oversample", samples_per_epoch=1200),
+            LLMEvaluationConfig(batch_size=16, max_new_tokens=48)),
     # Tiny random Qwen3 with the real Qwen3 tokenizer: the whole path in seconds.
     "smoke": (ECGLLMConfig(preset="smoke", lm=TINY_QWEN3, ecg_tokens=2, lang="zh", rhythm_input=True,
                            verdict_input=True, lora=LoRASettings(r=4, alpha=8)),
               LLMTrainingConfig(epochs=3, batch_size=4, gradient_accumulation_steps=1, lr=5e-3, warmup_steps=2,
-                                max_train_records=24, max_eval_records=16, eval_batch_size=8, max_new_tokens=24)),
+                                max_train_records=24),
+              LLMEvaluationConfig(batch_size=8, max_new_tokens=24, max_records=16)),
 }
+
+
+def preset_evaluation(preset: str) -> LLMEvaluationConfig:
+    """How a model of this preset is evaluated by default (batch size, answer length); unknown presets (a model
+    trained with another version's names) get the defaults."""
+    return LLM_PRESETS[preset][2] if preset in LLM_PRESETS else LLMEvaluationConfig()

@@ -8,7 +8,6 @@ import torch
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.features import cached_features, cached_rhythm
-from ecgllm.llm.modeling_ecgllm import projector_inputs
 from ecgllm.rhythm import RhythmEvidence
 
 IGNORE_INDEX = -100
@@ -18,19 +17,20 @@ IGNORE_INDEX = -100
 class Example:
     record: str
     label: int
-    features: torch.Tensor  # [k, D(+R)]: the projector's input (see projector_inputs)
+    features: torch.Tensor  # [k, D(+R)(+1)]: the projector's input (ECGLLM.projector_input)
     evidence: RhythmEvidence
     prompt_ids: list[int]
     answer_ids: list[int]
 
 
-def build_examples(formatter: ChatFormatter, ids: list[str], labels: dict[str, int],
-                   features: dict[str, torch.Tensor], evidence: dict[str, RhythmEvidence]) -> list[Example]:
-    inputs = projector_inputs(formatter.config, torch.stack([features[i] for i in ids]), [evidence[i] for i in ids])
-    return [Example(record=i, label=labels[i], features=inputs[n], evidence=evidence[i],
-                    prompt_ids=formatter.prompt_ids(evidence[i]),
-                    answer_ids=formatter.answer_ids(labels[i], evidence[i]))
-            for n, i in enumerate(ids)]
+def build_examples(model, ids: list[str], labels: dict[str, int], tokens: torch.Tensor,
+                   rhythms: list[RhythmEvidence]) -> list[Example]:
+    """Examples of the records `ids` for an ECGLLM, from their ECG tokens [N, k, D] and measured rhythms."""
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    inputs = model.projector_input(tokens, rhythms)
+    return [Example(record=i, label=labels[i], features=inputs[n], evidence=rhythm,
+                    prompt_ids=formatter.prompt_ids(rhythm), answer_ids=formatter.answer_ids(labels[i], rhythm))
+            for n, (i, rhythm) in enumerate(zip(ids, rhythms))]
 
 
 def prepare_examples(model, dataset: CinCDataset, ids: list[str], cache_dir: Path, progress: bool = True
@@ -38,8 +38,9 @@ def prepare_examples(model, dataset: CinCDataset, ids: list[str], cache_dir: Pat
     """Examples of `ids` for an ECGLLM, from the feature and rhythm caches (filled on first use)."""
     features = cached_features(model.encoder, model.config.encoder_fingerprint, dataset, ids, model.config.ecg_tokens,
                                cache_dir, model.config.ecg_input, progress)
-    evidence = cached_rhythm(dataset, ids, cache_dir, progress)
-    return build_examples(ChatFormatter(model.tokenizer, model.config), ids, dataset.labels, features, evidence)
+    rhythms = cached_rhythm(dataset, ids, cache_dir, progress)
+    return build_examples(model, ids, dataset.labels, torch.stack([features[i] for i in ids]),
+                          [rhythms[i] for i in ids])
 
 
 def pad(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +57,7 @@ def pad(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[t
 
 class TrainingCollator:
     """Right-padded prompt+answer; labels only on answer tokens (built from positions, not from the pad id,
-    since pad can equal end-of-turn). With `noise_std` [D(+R)], Gaussian noise of that scale is added to the
+    since pad can equal end-of-turn). With `noise_std` [D(+R)(+1)], Gaussian noise of that scale is added to the
     projector's input of every example, afresh at each draw."""
 
     def __init__(self, pad_id: int, noise_std: torch.Tensor | None = None, generator: torch.Generator | None = None):
@@ -70,7 +71,7 @@ class TrainingCollator:
         for row, e in enumerate(examples):
             start = len(e.prompt_ids)
             labels[row, start:start + len(e.answer_ids)] = torch.tensor(e.answer_ids)
-        features = torch.stack([e.features for e in examples])  # [B, k, D(+R)]
+        features = torch.stack([e.features for e in examples])  # [B, k, D(+R)(+1)]
         if self.noise_std is not None:
             features = features + self.noise_std * torch.randn(features.shape, generator=self.generator)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,

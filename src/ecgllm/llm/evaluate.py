@@ -1,5 +1,6 @@
 """Evaluating the ECG-LLM: P(AF) by scoring (threshold from validation), free generation parsed safely, grounding
-of the cited numbers, and the paired comparison with Task 1 on the same records."""
+of the cited numbers, and the paired comparison with Task 1 on the same records. The threshold is written beside the
+model's weights as its calibration."""
 
 import csv
 import json
@@ -9,18 +10,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ecgllm.configuration_utils import override
+from ecgllm.data.dataset import CinCDataset
+from ecgllm.data.split import Split, subset_ids
 from ecgllm.evaluation.compare import mcnemar, paired_bootstrap
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold, evaluate_predictions, format_evaluation
+from ecgllm.llm.calibration import Calibration
 from ecgllm.llm.chat import ChatFormatter
-from ecgllm.llm.data import Example
-from ecgllm.llm.inference import generate_answers, score_af
+from ecgllm.llm.configuration_ecgllm import LLMEvaluationConfig, preset_evaluation
+from ecgllm.llm.data import Example, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.prompts import DECISION, numbers_grounded, parse_decision
+from ecgllm.llm.scoring import generate_answers, score_af
 
 
-def predict(model: ECGLLM, examples: list[Example], batch_size: int, generate: bool, max_new_tokens: int,
-            progress: bool = True, desc: str = "ECG-LLM") -> tuple[np.ndarray, list[str]]:
-    """P(AF) for every example and, if asked, its greedily generated answer (decided at the model's threshold)."""
+def predict(model: ECGLLM, examples: list[Example], batch_size: int, max_new_tokens: int | None = None,
+            threshold: float | None = None, progress: bool = True, desc: str = "ECG-LLM"
+            ) -> tuple[np.ndarray, list[str]]:
+    """P(AF) for every example and, with `max_new_tokens`, its greedily generated answer decided at `threshold`."""
     formatter = ChatFormatter(model.tokenizer, model.config)
     probabilities, answers = [], []
     for start in tqdm(range(0, len(examples), batch_size), desc=desc, unit="batch", disable=not progress):
@@ -28,13 +35,13 @@ def predict(model: ECGLLM, examples: list[Example], batch_size: int, generate: b
         prompts = [e.prompt_ids for e in batch]
         features = torch.stack([e.features for e in batch])
         probabilities.append(score_af(model, formatter, prompts, features))
-        if generate:
-            answers += generate_answers(model, formatter, prompts, features, max_new_tokens, model.config.threshold)
+        if max_new_tokens:
+            answers += generate_answers(model, formatter, prompts, features, max_new_tokens, threshold)
     return np.concatenate(probabilities), answers
 
 
 def generation_report(examples: list[Example], answers: list[str], scored: np.ndarray, lang: str,
-                      evidence: bool) -> dict:
+                      cites_rhythm: bool) -> dict:
     """How the generated answers relate to the labels, to the scoring decision and to the measured numbers."""
     parsed = [parse_decision(a, lang) for a in answers]
     parseable = [p is not None for p in parsed]
@@ -48,7 +55,7 @@ def generation_report(examples: list[Example], answers: list[str], scored: np.nd
         "accuracy_of_generation": float(np.mean(decided == labels)),
         "exact_decision_sentence": float(np.mean([any(a.startswith(d) for d in DECISION[lang]) for a in answers])),
     }
-    if evidence:
+    if cites_rhythm:
         grounded = [numbers_grounded(a, e.evidence, lang) for a, e in zip(answers, examples)]
         report["numbers_grounded"] = float(np.mean(grounded))
         report["ungrounded_examples"] = [{"record": e.record, "answer": a, "measured": e.evidence.formatted()}
@@ -75,21 +82,23 @@ def compare_with_encoder(labels: np.ndarray, ids: list[str], p_llm: np.ndarray, 
 
 
 def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list[Example], out_dir: str | Path,
-                 batch_size: int = 16, max_new_tokens: int = 64, encoder_eval_dir: Path | None = None,
-                 generate: bool = True, progress: bool = True) -> dict:
+                 config: LLMEvaluationConfig | None = None, encoder_eval_dir: Path | None = None,
+                 progress: bool = True) -> dict:
     """Threshold on validation, then test metrics, generation report and comparison; writes metrics.json/.txt."""
+    config = config or LLMEvaluationConfig()
+    generate = config.generate
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     val_labels = np.array([e.label for e in val_examples])
-    p_val, _ = predict(model, val_examples, batch_size, False, max_new_tokens, progress, "scoring validation")
+    p_val, _ = predict(model, val_examples, config.batch_size, progress=progress, desc="scoring validation")
     threshold = choose_threshold(val_labels, p_val)
-    model.config.threshold = threshold
 
     labels = np.array([e.label for e in test_examples])
-    p_test, answers = predict(model, test_examples, batch_size, generate, max_new_tokens, progress, "test")
+    p_test, answers = predict(model, test_examples, config.batch_size, config.max_new_tokens if generate else None,
+                              threshold, progress, "test")
     scored = (p_test >= threshold).astype(int)
     result = {"system": f"ECG-LLM ({model.config.preset}: {model.config.lm}, {model.config.ecg_tokens} ECG tokens, "
-                        f"evidence {'on' if model.config.evidence else 'off'}"
+                        f"rhythm prompt {'on' if model.config.rhythm_prompt else 'off'}"
                         f"{', rhythm input' if model.config.rhythm_input else ''}"
                         f"{', verdict input' if model.config.verdict_input else ''}, {model.config.lang})",
               "validation": {"n_records": len(val_labels), "n_positive": int(val_labels.sum()), "threshold": threshold,
@@ -97,7 +106,7 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
               "scoring": evaluate_predictions(labels, p_test, threshold)}
     if generate:
         result["generation"] = generation_report(test_examples, answers, scored, model.config.lang,
-                                                 model.config.evidence)
+                                                 model.config.rhythm_prompt)
     ids = [e.record for e in test_examples]
     if encoder_eval_dir is not None and (Path(encoder_eval_dir) / "predictions.csv").exists():
         result["comparison_with_task1"] = compare_with_encoder(labels, ids, p_test, threshold, Path(encoder_eval_dir))
@@ -113,6 +122,24 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
             answer = answers[i] if generate else ""
             writer.writerow([e.record, e.label, f"{p_test[i]:.6f}", scored[i], answer,
                              "" if not generate else parse_decision(answer, model.config.lang)])
+    return result
+
+
+def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Split, out_dir: str | Path,
+                          cache_dir: str | Path, settings: dict | None = None, encoder_eval_dir: Path | None = None,
+                          seed: int = 42, progress: bool = True) -> dict:
+    """Evaluate a trained ECG-LLM folder (threshold from validation) and write that threshold beside its weights.
+    Batch size and answer length are those of the model's preset, unless `settings` (LLMEvaluationConfig fields)
+    say otherwise."""
+    split.require_task("binary", "the ECG-LLM")
+    model = ECGLLM.from_pretrained(model_dir)
+    config = override(preset_evaluation(model.config.preset), settings or {})
+    val = prepare_examples(model, dataset, subset_ids(split, "val", config.max_records, seed), cache_dir, progress)
+    test = prepare_examples(model, dataset, subset_ids(split, "test", config.max_records, seed), cache_dir, progress)
+    result = evaluate_llm(model, val, test, out_dir, config, encoder_eval_dir, progress)
+    v = result["validation"]
+    Calibration(v["threshold"], f"validation split, {v['n_records']} records ({v['n_positive']} AF), F1 maximised"
+                ).save(model_dir)
     return result
 
 

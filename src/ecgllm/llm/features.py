@@ -1,4 +1,4 @@
-"""Frozen-encoder features and rhythm evidence, computed once per record and cached on disk.
+"""Frozen-encoder ECG tokens and rhythm evidence, computed once per record and cached on disk (a run's cache/).
 
 The encoder never changes while the LLM trains, so recomputing it at every step (the original's way) only costs time.
 Feature files are keyed by the encoder (weights and config, which holds the preprocessing), the number of ECG tokens
@@ -17,26 +17,10 @@ from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.encoder.modeling_mscnn import MSCNN
-from ecgllm.encoder.predict import record_windows
-from ecgllm.llm.modeling_ecgllm import pool_ecg_tokens
+from ecgllm.llm.ecg_tokens import encode_records
 from ecgllm.rhythm import RhythmEvidence, measure_rhythm
 
 logger = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def encode_records(encoder: MSCNN, signals: list[np.ndarray], ecg_tokens: int, ecg_input: str = "center",
-                   batch_size: int = 128, progress: bool = False) -> torch.Tensor:
-    """[N, k, D] ECG tokens per record: of its centre 8-s crop (the SPEC), or averaged over its sliding windows."""
-    encoder.eval()
-    pre = encoder.config.preprocess
-    windows, owners = record_windows(signals, ecg_input, pre.window, pre.stride)
-    x = torch.from_numpy(windows).unsqueeze(1)
-    tokens = torch.cat([pool_ecg_tokens(encoder.feature_map(x[i:i + batch_size]), ecg_tokens)
-                        for i in tqdm(range(0, len(x), batch_size), desc="encoding ECGs", unit="batch",
-                                      disable=not progress)])
-    owners = torch.from_numpy(owners)
-    return torch.stack([tokens[owners == n].mean(0) for n in range(len(signals))])
 
 
 def cached_features(encoder: MSCNN, fingerprint: str, dataset: CinCDataset, ids: list[str], ecg_tokens: int,

@@ -1,30 +1,33 @@
 """ECG-LLM: the frozen MS-CNN's features, projected into a causal LM's embedding space at the ECG placeholder.
 
-    ECG [B, 1, 2400] -> MS-CNN feature map [B, 33, D] -> pooled to k tokens [B, k, D]
-      (-> with `rhythm_input`, the record's measured rhythm figures appended to each token [B, k, D + R])
+    ECG [B, 1, 2400] -> MS-CNN feature map [B, 33, D] -> pooled to k tokens [B, k, D]        (ecg_tokens.py)
+    projector input (`projector_input`, the one place it is assembled):
+      tokens [B, k, D] (-> with `rhythm_input`, the record's rhythm figures beside each token [B, k, D + R])
+                       (-> with `verdict_input`, the encoder's own AF logit beside each token [B, k, D (+ R) + 1])
       -> projector [B, k, H]
     prompt ids with the placeholder expanded to k copies -> embeddings, placeholder rows replaced in place -> LM + LoRA
 
 A checkpoint holds the projector, the LoRA adapter, the encoder it was trained with, the tokenizer (with the
-placeholder) and the config; never the base LM, which is loaded from `config.lm`.
+placeholder) and the config; never the base LM, which is loaded from `config.lm`. The decision threshold chosen on
+validation lives beside them in its own file (calibration.py).
 """
 
 import dataclasses
 import hashlib
 import logging
-import shutil
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.errors import CheckpointError
 from ecgllm.llm.backbones import load_lm, resolve_lm
+from ecgllm.llm.calibration import Calibration
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig
-from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME, load_config, load_weights, save_config
+from ecgllm.llm.ecg_tokens import encode_windows
+from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME, config_from_dict, load_weights, read_config, save_config
 from ecgllm.rhythm import RHYTHM_FEATURES, RhythmEvidence
 
 logger = logging.getLogger(__name__)
@@ -57,20 +60,15 @@ class ECGProjector(nn.Sequential):
         super().__init__(*blocks)
 
 
-def pool_ecg_tokens(feature_map: torch.Tensor, k: int) -> torch.Tensor:
-    """[B, T, D] -> [B, k, D] by average pooling over time; k = 1 is the encoder's pooled feature."""
-    return F.adaptive_avg_pool1d(feature_map.transpose(1, 2), k).transpose(1, 2)
-
-
-def projector_inputs(config: ECGLLMConfig, tokens: torch.Tensor, evidence: list[RhythmEvidence]) -> torch.Tensor:
-    """ECG tokens [N, k, D] of N recordings -> what the projector reads: the tokens themselves, or with
-    `rhythm_input` each token followed by its recording's rhythm figures [N, k, D + R], so that the RR irregularity
-    measured on the whole recording reaches the model as numbers, not only as text for a small LM to read."""
+def with_rhythm(config: ECGLLMConfig, tokens: torch.Tensor, rhythms: list[RhythmEvidence]) -> torch.Tensor:
+    """ECG tokens [N, k, D] of N recordings -> the tokens themselves, or with `rhythm_input` each token followed by
+    its recording's rhythm figures [N, k, D + R], so that the RR irregularity measured on the whole recording reaches
+    the model as numbers, not only as text for a small LM to read."""
     if not config.rhythm_input:
         return tokens
-    if len(evidence) != len(tokens):
-        raise ValueError(f"{len(tokens)} recordings of ECG tokens but rhythm evidence for {len(evidence)}")
-    rhythm = torch.tensor([e.as_vector() for e in evidence], dtype=tokens.dtype)  # [N, R]
+    if len(rhythms) != len(tokens):
+        raise ValueError(f"{len(tokens)} recordings of ECG tokens but rhythm evidence for {len(rhythms)}")
+    rhythm = torch.tensor([e.as_vector() for e in rhythms], dtype=tokens.dtype, device=tokens.device)  # [N, R]
     return torch.cat([tokens, rhythm[:, None].expand(-1, tokens.shape[1], -1)], dim=-1)
 
 
@@ -103,8 +101,21 @@ def fit_embeddings(lm, tokenizer) -> None:
             lm.get_output_embeddings().weight[rows:] = 0
 
 
+def _migrate_config(raw: dict, path: Path) -> tuple[dict, Calibration | None]:
+    """Settings of a model folder written by an earlier version: `evidence` is now `rhythm_prompt`, and the validated
+    threshold, once kept in config.json, is now the folder's calibration."""
+    if "evidence" in raw:
+        raw["rhythm_prompt"] = raw.pop("evidence")
+    threshold = raw.pop("threshold", None)
+    if threshold is None:
+        return raw, None
+    logger.info("%s: threshold %.4f read from config.json (written by an earlier version); `ecgllm llm evaluate` "
+                "rewrites it as calibration.json", path, threshold)
+    return raw, Calibration(float(threshold), "validation split (kept in config.json by an earlier version)")
+
+
 class ECGLLM(nn.Module):
-    def __init__(self, config: ECGLLMConfig, encoder: MSCNN, lm, tokenizer):
+    def __init__(self, config: ECGLLMConfig, encoder: MSCNN, lm, tokenizer, calibration: Calibration | None = None):
         super().__init__()
         self.config = config
         self.encoder = encoder.eval().requires_grad_(False)
@@ -113,6 +124,7 @@ class ECGLLM(nn.Module):
         inputs = config.feature_dim + (RHYTHM_FEATURES if config.rhythm_input else 0) + int(config.verdict_input)
         self.projector = ECGProjector(inputs, config.hidden_size, config.projector_layers, config.projector_dropout)
         self.placeholder_id = tokenizer.convert_tokens_to_ids(config.placeholder)
+        self.calibration = calibration  # the threshold chosen on validation; None until the model is evaluated
 
     # ---- building and loading -------------------------------------------------------------------------------------
 
@@ -131,26 +143,37 @@ class ECGLLM(nn.Module):
         config = dataclasses.replace(
             config, feature_dim=encoder.config.feature_dim, hidden_size=lm.config.hidden_size,
             encoder_preset=encoder.config.preset, encoder_fingerprint=encoder_fingerprint(encoder_dir))
-        model = cls(config, encoder, get_peft_model(lm, lora), tokenizer)
-        model._encoder_source = encoder_dir
-        return model
+        return cls(config, encoder, get_peft_model(lm, lora), tokenizer)
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Adapter + projector (safetensors) + config + encoder + tokenizer; never the base LM."""
+    def save_trainable(self, folder: str | Path) -> None:
+        """What training changes: the projector and the LoRA adapter. The placeholder's embedding row is rebuilt
+        (zeros) on load: saving the resized embeddings would write the base LM's whole vocabulary into the adapter."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_config(self.config, folder / CONFIG_NAME, "ecgllm")
         save_file({k: v.detach().contiguous().cpu() for k, v in self.projector.state_dict().items()},
                   str(folder / PROJECTOR_NAME))
-        # The placeholder's embedding row is rebuilt (zeros) on load: saving the resized embeddings would write the
-        # base LM's whole vocabulary matrix into the adapter.
         self.lm.save_pretrained(folder / ADAPTER_DIR, save_embedding_layers=False)
+
+    def load_trainable(self, folder: str | Path) -> None:
+        """Projector and LoRA weights from a folder written by `save_trainable` (resuming training)."""
+        from peft import set_peft_model_state_dict
+
+        folder = Path(folder)
+        set_peft_model_state_dict(self.lm, load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors")))
+        load_weights(self.projector, folder / PROJECTOR_NAME)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Adapter + projector (safetensors) + config + encoder + tokenizer (+ calibration); never the base LM."""
+        folder = Path(folder)
+        self.save_trainable(folder)
+        save_config(self.config, folder / CONFIG_NAME, "ecgllm")
         self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
-        source = getattr(self, "_encoder_source", None)
-        if source is not None and Path(source).resolve() != (folder / ENCODER_DIR).resolve():
-            (folder / ENCODER_DIR).mkdir(exist_ok=True)
-            for name in (CONFIG_NAME, WEIGHTS_NAME):
-                shutil.copy(Path(source) / name, folder / ENCODER_DIR / name)
+        self.encoder.save_pretrained(folder / ENCODER_DIR)
+        if encoder_fingerprint(folder / ENCODER_DIR) != self.config.encoder_fingerprint:
+            raise CheckpointError(f"{folder / ENCODER_DIR}: the encoder changed since this model was built "
+                                  f"(fingerprint {self.config.encoder_fingerprint})")
+        if self.calibration is not None:
+            self.calibration.save(folder)
         return folder
 
     @classmethod
@@ -162,7 +185,8 @@ class ECGLLM(nn.Module):
         folder = Path(folder)
         if not folder.is_dir():
             raise CheckpointError(f"{folder}: no such model folder")
-        config = load_config(ECGLLMConfig, folder / CONFIG_NAME, "ecgllm")
+        raw, legacy_calibration = _migrate_config(read_config(folder / CONFIG_NAME, "ecgllm"), folder)
+        config = config_from_dict(ECGLLMConfig, raw, str(folder / CONFIG_NAME))
         if lm is not None:
             config = dataclasses.replace(config, lm=str(lm))
         encoder_dir = Path(encoder) if encoder is not None else folder / ENCODER_DIR
@@ -184,17 +208,20 @@ class ECGLLM(nn.Module):
         except Exception as error:  # peft and safetensors raise many types for a damaged adapter
             raise CheckpointError(f"{adapter}: corrupt or mismatched LoRA adapter ({type(error).__name__}: "
                                   f"{error})") from None
-        model = cls(config, mscnn, peft_lm, tokenizer)
+        model = cls(config, mscnn, peft_lm, tokenizer, Calibration.load(folder) or legacy_calibration)
         load_weights(model.projector, folder / PROJECTOR_NAME)
-        model._encoder_source = encoder_dir
         return model.eval()
 
-    # ---- the forward pass -------------------------------------------------------------------------------------------
+    # ---- the projector's input --------------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def encode_ecg(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, 1, L] z-scored -> ECG features [B, k, D] from the frozen encoder."""
-        return pool_ecg_tokens(self.encoder.feature_map(x), self.config.ecg_tokens)
+        """x [B, 1, L] z-scored -> ECG tokens [B, k, D] from the frozen encoder (on the CPU)."""
+        return encode_windows(self.encoder, x, self.config.ecg_tokens)
+
+    def projector_input(self, tokens: torch.Tensor, rhythms: list[RhythmEvidence]) -> torch.Tensor:
+        """ECG tokens [N, k, D] and each recording's measured rhythm -> what the projector reads [N, k, D(+R)(+1)]:
+        the tokens, then the rhythm figures (`rhythm_input`), then the encoder's verdict (`verdict_input`)."""
+        return self.with_verdict(with_rhythm(self.config, tokens, rhythms))
 
     def train(self, mode: bool = True) -> "ECGLLM":
         super().train(mode)
@@ -207,17 +234,19 @@ class ECGLLM(nn.Module):
         if not self.config.verdict_input:
             return ecg_features
         head = self.encoder.head
-        tokens = ecg_features[..., :self.config.feature_dim].to(head[0].weight.dtype)
+        weight = head[0].weight
+        tokens = ecg_features[..., :self.config.feature_dim].to(weight.device, weight.dtype)
         with torch.no_grad():
             verdict = head(tokens.mean(1)) / VERDICT_SCALE  # [B, 1]
         return torch.cat([ecg_features, verdict[:, None].expand(-1, ecg_features.shape[1], -1).to(ecg_features)], -1)
 
+    # ---- the forward pass -------------------------------------------------------------------------------------------
+
     def embed(self, input_ids: torch.Tensor, ecg_features: torch.Tensor) -> torch.Tensor:
         """Token embeddings [B, T, H] with the k placeholder rows of each sequence replaced by its projected ECG
-        tokens; `ecg_features` [B, k, D(+R)] as `projector_inputs` makes them."""
+        tokens; `ecg_features` [B, k, D(+R)(+1)] as `projector_input` assembles them."""
         embeddings = self.lm.get_input_embeddings()(input_ids)
-        inputs = self.with_verdict(ecg_features).to(self.projector[0].weight.dtype)
-        ecg = self.projector(inputs).to(embeddings.dtype)  # [B, k, H]
+        ecg = self.projector(ecg_features.to(self.projector[0].weight.dtype)).to(embeddings.dtype)  # [B, k, H]
         slots = input_ids == self.placeholder_id
         if not torch.equal(slots.sum(1), torch.full_like(slots.sum(1), ecg.shape[1])):
             raise ValueError(f"every sequence needs exactly {ecg.shape[1]} placeholder tokens, found "
@@ -229,12 +258,6 @@ class ECGLLM(nn.Module):
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # right or left padding alike
         return self.lm(inputs_embeds=self.embed(input_ids, ecg_features), attention_mask=attention_mask,
                        position_ids=position_ids, labels=labels, logits_to_keep=logits_to_keep, use_cache=use_cache)
-
-    def diagnose(self, signal, fs: float, record: str = "recording"):
-        """Diagnose one recording (millivolts at `fs` Hz, any length >= 8 s): see ecgllm.inference.diagnose."""
-        from ecgllm.inference.diagnose import diagnose
-
-        return diagnose(self, signal, fs, record)
 
     @property
     def device(self) -> torch.device:

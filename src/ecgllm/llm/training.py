@@ -61,14 +61,7 @@ def save_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> None:
 
 
 def restore_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> None:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    from ecgllm.llm.modeling_ecgllm import ADAPTER_DIR, PROJECTOR_NAME
-    from ecgllm.modeling_utils import load_weights
-
-    set_peft_model_state_dict(model.lm, load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors")))
-    load_weights(model.projector, folder / PROJECTOR_NAME)
+    model.load_trainable(folder)
     state = torch.load(folder / STATE_NAME, weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -76,8 +69,9 @@ def restore_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> Non
 
 
 def feature_noise_std(examples: list[Example], noise: float, feature_dim: int) -> torch.Tensor | None:
-    """[D(+R)] scale of the training noise: `noise` times each of the first `feature_dim` (encoder) features' spread
-    over the training examples, zero on what follows them (the rhythm figures). None when there is no noise."""
+    """[D(+R)(+1)] scale of the training noise: `noise` times each of the first `feature_dim` (encoder) features'
+    spread over the training examples, zero on what follows them (rhythm figures, verdict). None when there is no
+    noise."""
     if noise <= 0:
         return None
     std = torch.stack([e.features for e in examples]).flatten(0, -2).std(0)
@@ -102,15 +96,16 @@ def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, fea
 
 
 def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_dir: str | Path,
-              model_config: ECGLLMConfig, config: LLMTrainingConfig, cache_dir: str | Path | None = None,
-              progress: bool = True) -> Path:
+              model_config: ECGLLMConfig, config: LLMTrainingConfig, cache_dir: str | Path, progress: bool = True
+              ) -> Path:
     """Train; writes checkpoint_epoch_{n} (adapter + projector + optimiser state) and `final/`. Resumes from the
-    last complete epoch checkpoint. Returns the folder of the final model."""
+    last complete epoch checkpoint. ECG tokens and rhythm figures are read from (and added to) `cache_dir`. Returns
+    the folder of the final model."""
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
     out_dir, encoder_dir = Path(out_dir), Path(encoder_dir)
-    cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    split.require_task("binary", "the ECG-LLM")
     accelerator = make_accelerator(config)
     set_seed(config.seed)
     split.check_against(dataset.labels)

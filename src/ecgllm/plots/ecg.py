@@ -1,12 +1,12 @@
 """An ECG strip on standard paper (25 mm/s, 10 mm/mV), and the RR tachogram with its Poincaré plot."""
 
 from pathlib import Path
+from typing import BinaryIO
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # files only; no display is needed or assumed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ecgllm.plots import save_png
 
 PAPER_SPEED_MM_S = 25.0
 GAIN_MM_MV = 10.0
@@ -26,8 +26,8 @@ def _paper_grid(ax, seconds: float, low_mv: float, high_mv: float) -> None:
     ax.set_facecolor("#fff7f7")
 
 
-def plot_ecg_strip(signal: np.ndarray, fs: float, path: str | Path, r_peaks_s=(), windows=(),
-                   threshold: float | None = None, title: str = "") -> Path:
+def plot_ecg_strip(signal: np.ndarray, fs: float, path: str | Path | BinaryIO, r_peaks_s=(), windows=(),
+                   threshold: float | None = None, title: str = ""):
     """`signal` in mV; rows of 10 s at true paper scale; R peaks marked; each window's P(AF) shaded under it."""
     seconds = len(signal) / fs
     rows = max(1, int(np.ceil(seconds / SECONDS_PER_ROW)))
@@ -63,13 +63,10 @@ def plot_ecg_strip(signal: np.ndarray, fs: float, path: str | Path, r_peaks_s=()
         legend += f" (red: ≥ threshold {threshold:.2f})"
     fig.suptitle(f"{title}   {legend}" if title else legend, fontsize=7)
     fig.tight_layout(pad=0.3)
-    path = Path(path)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, 150)
 
 
-def plot_rr(r_peaks_s, path: str | Path, title: str = "") -> Path:
+def plot_rr(r_peaks_s, path: str | Path | BinaryIO, title: str = ""):
     """RR tachogram (RR against time) beside the Poincaré plot (RR n+1 against RR n)."""
     peaks = np.asarray(r_peaks_s, dtype=float)
     rr_ms = np.diff(peaks) * 1000.0
@@ -91,7 +88,4 @@ def plot_rr(r_peaks_s, path: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, 120)

@@ -2,13 +2,10 @@
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
     ConfusionMatrixDisplay,
     average_precision_score,
     precision_recall_curve,
@@ -16,16 +13,15 @@ from sklearn.metrics import (  # noqa: E402
     roc_curve,
 )
 
+from ecgllm.plots import save_png
+
 # A system on the test records: its name -> (labels, P(AF), threshold).
 Systems = dict[str, tuple[np.ndarray, np.ndarray, float]]
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, Path(path))
 
 
 def plot_roc_pr(systems: Systems, path: str | Path) -> Path:

@@ -26,7 +26,9 @@ from ecgllm.data.readers import SUPPORTED_SUFFIXES, check_fs, read_recording
 from ecgllm.data.records import validate_signal
 from ecgllm.errors import RecordError
 from ecgllm.examples import example_records
-from ecgllm.inference.diagnose import MIN_SECONDS, Diagnosis, diagnose
+from ecgllm.inference.batch import diagnosis_pictures
+from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
+from ecgllm.llm.calibration import decision_threshold
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -57,6 +59,7 @@ class DiagnosisService:
     def __init__(self, model, limits: ServeLimits):
         self.model = model
         self.limits = limits
+        self._diagnoser: Diagnoser | None = None  # made by the first request, inside the lock
         self._lock = threading.Lock()
         self._waiting = threading.BoundedSemaphore(limits.max_waiting + 1)
 
@@ -74,7 +77,8 @@ class DiagnosisService:
             raise _error(503, "the server is busy; try again shortly")
         try:
             with self._lock:
-                return diagnose(self.model, signal, fs, record)
+                self._diagnoser = self._diagnoser or Diagnoser(self.model)
+                return self._diagnoser(signal, fs, record)
         except RecordError as error:
             raise _error(422, str(error)) from None
         finally:
@@ -82,14 +86,8 @@ class DiagnosisService:
 
 
 def _pictures(result: Diagnosis, signal: np.ndarray, fs: float) -> dict:
-    from ecgllm.plots.ecg import plot_ecg_strip, plot_rr
-
-    with tempfile.TemporaryDirectory() as folder:
-        strip = plot_ecg_strip(signal, fs, Path(folder) / "strip.png", result.r_peaks_s,
-                               [vars(w) for w in result.windows], result.threshold)
-        rr = plot_rr(result.r_peaks_s, Path(folder) / "rr.png")
-        return {name: base64.b64encode(path.read_bytes()).decode() for name, path in
-                (("strip_png", strip), ("rr_png", rr))}
+    return {f"{name}_png": base64.b64encode(png).decode()
+            for name, png in diagnosis_pictures(result, signal, fs).items()}
 
 
 async def _save_uploads(form, folder: Path, limit: int) -> list[Path]:
@@ -166,7 +164,8 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
         """Whether the model is loaded, and which."""
         config = model.config
         return {"status": "ok", "model_loaded": True, "version": __version__, "lm": config.lm, "lang": config.lang,
-                "ecg_input": config.ecg_input, "threshold": config.threshold,
+                "ecg_input": config.ecg_input, "threshold": decision_threshold(model.calibration),
+                "calibrated": model.calibration is not None,
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_seconds": limits.max_seconds,
                            "max_samples": limits.max_samples}}
 
@@ -201,7 +200,7 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
                 fs = check_fs(Path(body.record), body.fs)
                 service.check_size(len(body.samples), fs, body.record)
                 signal = validate_signal(np.asarray(body.samples, dtype=np.float64) / (body.gain or 1.0), fs,
-                                         body.record, MIN_SECONDS)
+                                         body.record, MIN_DIAGNOSIS_SECONDS)
             except RecordError as error:
                 raise _error(422, str(error)) from None
             record = body.record
@@ -215,7 +214,7 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
                 lead = form.get("lead") or None
                 try:
                     recording = read_recording(main_file, _optional_float(form, "fs"), lead,
-                                               _optional_float(form, "gain"), min_seconds=MIN_SECONDS)
+                                               _optional_float(form, "gain"), min_seconds=MIN_DIAGNOSIS_SECONDS)
                 except RecordError as error:
                     raise _error(422, f"{main_file.name}: {error.reason}") from None
             service.check_size(len(recording.signal), recording.fs, main_file.name)

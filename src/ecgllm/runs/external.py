@@ -18,13 +18,16 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from ecgllm.data.preprocess import window_starts
+from ecgllm.data.preprocess import resample, window_starts
 from ecgllm.data.readers import read_recording
 from ecgllm.errors import DataFolderError, RecordError
 from ecgllm.evaluation.metrics import binary_metrics, evaluate_predictions, format_evaluation
-from ecgllm.inference.diagnose import MIN_SECONDS, resample, score_batched, window_tokens
+from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS
+from ecgllm.llm.calibration import decision_threshold
 from ecgllm.llm.chat import ChatFormatter
-from ecgllm.llm.modeling_ecgllm import ECGLLM, projector_inputs
+from ecgllm.llm.ecg_tokens import encode_signal_windows
+from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.llm.scoring import PrefixCache, score_batched
 from ecgllm.rhythm import detect_r_peaks, rr_statistics
 
 logger = logging.getLogger(__name__)
@@ -59,10 +62,12 @@ def find_records(folder: Path) -> list[Path]:
     return headers
 
 
-def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig) -> list[dict]:
-    """One row per labelled window: start, end, annotated AF share, label, P(AF)."""
+def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig, prefix: PrefixCache | None = None
+                    ) -> list[dict]:
+    """One row per labelled window: start, end, annotated AF share, label, P(AF) (scored from `prefix`, the prompt
+    prefix's cache, when given)."""
     base = header.with_suffix("")
-    recording = read_recording(header, lead=config.lead, min_seconds=MIN_SECONDS)
+    recording = read_recording(header, lead=config.lead, min_seconds=MIN_DIAGNOSIS_SECONDS)
     if not base.with_suffix(f".{config.annotator}").exists():
         raise RecordError(header, f"no rhythm annotations ({base.name}.{config.annotator})")
     try:
@@ -79,14 +84,14 @@ def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig) -> list
     peaks = detect_r_peaks(signal, pre.fs)
     formatter = ChatFormatter(model.tokenizer, model.config)
     starts = window_starts(len(signal), pre.window, pre.stride)
-    rows, prompts, evidence, keep = [], [], [], []
+    rows, prompts, rhythms, keep = [], [], [], []
     for n, start in enumerate(starts):
         a, b = int(start * scale), int(min(start + pre.window, len(signal)) * scale)
         if not known[a:b].all():
             continue
         in_window = peaks[(peaks >= start) & (peaks < start + pre.window)]
-        evidence.append(rr_statistics(np.diff(in_window) / pre.fs * 1000.0, len(in_window)))
-        prompts.append(formatter.prompt_ids(evidence[-1]))
+        rhythms.append(rr_statistics(np.diff(in_window) / pre.fs * 1000.0, len(in_window)))
+        prompts.append(formatter.prompt_ids(rhythms[-1]))
         share = float(af[a:b].mean())
         rows.append({"record": recording.name, "lead": recording.lead, "start_s": round(start / pre.fs, 2),
                      "end_s": round(b / recording.fs, 2), "af_share": round(share, 3),
@@ -94,8 +99,9 @@ def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig) -> list
         keep.append(n)
     if not rows:
         return []
-    tokens = projector_inputs(model.config, window_tokens(model, signal, config.batch_size)[keep], evidence)
-    for row, p in zip(rows, score_batched(model, formatter, prompts, tokens, config.batch_size)):
+    tokens = encode_signal_windows(model.encoder, signal, model.config.ecg_tokens, config.batch_size)[keep]
+    inputs = model.projector_input(tokens, rhythms)
+    for row, p in zip(rows, score_batched(model, formatter, prompts, inputs, config.batch_size, prefix)):
         row["p_af"] = float(p)
     return rows
 
@@ -119,11 +125,16 @@ def evaluate_external(model: ECGLLM, folder: str | Path, out_dir: str | Path, co
     config = config or ExternalConfig()
     folder, out_dir = Path(folder), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    threshold = float(model.config.threshold)
+    threshold = decision_threshold(model.calibration)
+    if model.calibration is None:
+        logger.warning("this model has no calibration (it was never evaluated): windows are decided at the "
+                       "unvalidated threshold %.2f", threshold)
     windows, records, failures = [], [], []
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    prefix = PrefixCache(model, formatter, formatter.prompt_ids(None))  # the instruction before the ECG: all alike
     for header in tqdm(find_records(folder), desc="external records", disable=not progress):
         try:
-            rows = evaluate_record(model, header, config)
+            rows = evaluate_record(model, header, config, prefix)
         except RecordError as error:
             failures.append({"file": str(header), "error": error.reason})
             logger.warning("%s", error)
@@ -137,6 +148,7 @@ def evaluate_external(model: ECGLLM, folder: str | Path, out_dir: str | Path, co
     labels = np.array([r["label"] for r in windows])
     p = np.array([r["p_af"] for r in windows])
     result = {"folder": str(folder), "config": asdict(config), "threshold": threshold,
+              "calibrated": model.calibration is not None,
               "window_seconds": model.encoder.config.preprocess.window / model.encoder.config.preprocess.fs,
               "overall": evaluate_predictions(labels, p, threshold), "records": records, "failures": failures}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))

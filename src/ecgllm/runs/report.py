@@ -16,6 +16,7 @@ import numpy as np
 from ecgllm import __version__
 from ecgllm.errors import CheckpointError
 from ecgllm.evaluation.metrics import METRIC_NAMES
+from ecgllm.runs.layout import RunLayout
 
 SYSTEMS_TASK1 = {"center": "Task 1 MS-CNN, centre 8 s", "whole": "Task 1 MS-CNN, whole record"}
 
@@ -96,7 +97,6 @@ def _example_blocks(examples: list[tuple[str, dict]], data_dir: Path | None, fig
 def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str | Path | None = None,
                  llm_name: str = "llm", examples_per_kind: int = 2) -> Path:
     """Write RUN/report.html (or `out`) and its pictures in RUN/report/; returns the HTML path."""
-    from ecgllm.pipeline import RunLayout
     from ecgllm.plots.run import plot_calibration, plot_confusion_matrices, plot_roc_pr, plot_training_curves
 
     layout = RunLayout(Path(run_dir), llm_name)

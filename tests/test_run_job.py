@@ -1,4 +1,4 @@
-"""The main job end to end on real records with the smoke preset, and its resumption."""
+"""The main job (`ecgllm run`) end to end on real records with the smoke preset, and its resumption."""
 
 import json
 
@@ -55,8 +55,8 @@ def test_run_includes_llm_stage(smoke_run):
     assert "numbers_grounded" in generation
     comparison = metrics["comparison_with_task1"]
     assert set(comparison) == {"center", "whole"} and "p_value" in comparison["whole"]["mcnemar"]
-    config = json.loads((run / "llm" / "final" / "config.json").read_text())
-    assert config["threshold"] == scoring["threshold"]
+    calibration = json.loads((run / "llm" / "final" / "calibration.json").read_text())
+    assert calibration["threshold"] == scoring["threshold"]
     assert "vs Task 1 MS-CNN" in (run / "llm" / "eval" / "metrics.txt").read_text()
     # The threshold is traceable to the validation scores it was chosen on, which are not test records.
     validation = metrics["validation"]

@@ -1,4 +1,5 @@
-"""P(AF) by scoring the two decision sentences, and free greedy generation of the whole answer."""
+"""Scoring and generation: P(AF) from the likelihood of the two decision sentences, and free greedy generation of
+the whole answer (decided at a given threshold)."""
 
 import copy
 
@@ -13,22 +14,14 @@ from ecgllm.llm.modeling_ecgllm import ECGLLM
 
 class PrefixCache:
     """The key/value cache of the prompt tokens before the first ECG token: the system prompt and the instruction are
-    the same for every record, so they run once and every batch continues from a copy of their cache."""
+    the same for every record, so they run once and every batch continues from a copy of their cache. It belongs to
+    the model's weights and device at the time it was made: whoever keeps one keeps it beside that model."""
 
     @torch.no_grad()
     def __init__(self, model: ECGLLM, formatter: ChatFormatter, prompt: list[int]):
         self.ids = prompt[:prompt.index(formatter.placeholder_id)]
         ids = torch.tensor([self.ids], device=model.device)
         self.cache = model.lm(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True).cache
-
-    @classmethod
-    def shared(cls, model: ECGLLM, formatter: ChatFormatter, prompt: list[int]) -> "PrefixCache":
-        """The model's cache for this prompt's prefix, computed on first use and kept on the model."""
-        key = (tuple(prompt[:prompt.index(formatter.placeholder_id)]), str(model.device))
-        caches = model.__dict__.setdefault("_prefix_caches", {})
-        if key not in caches:
-            caches[key] = cls(model, formatter, prompt)
-        return caches[key]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -120,3 +113,10 @@ def generate_answers(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
                             eos_token_id=eos, temperature=None, top_p=None, top_k=None, logits_processor=processors)
     return [formatter.decode(row) for row in out]
+
+
+def score_batched(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
+                  batch_size: int = 16, prefix: PrefixCache | None = None) -> np.ndarray:
+    """P(AF) of each (prompt, projector input) pair, batch by batch, continuing from `prefix` where it matches."""
+    return np.concatenate([score_af(model, formatter, prompts[i:i + batch_size], features[i:i + batch_size], prefix)
+                           for i in range(0, len(prompts), batch_size)])

@@ -1,0 +1,87 @@
+"""Diagnosing many files: each is read and diagnosed on its own, a bad one is reported and the rest go on.
+
+Used by `ecgllm diagnose` and by the server (one recording's pictures); results follow diagnosis.schema.json.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ecgllm.data.readers import expand_inputs, read_recording
+from ecgllm.errors import RecordError
+from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
+from ecgllm.llm.modeling_ecgllm import ECGLLM
+
+SCHEMA_PATH = Path(__file__).with_name("diagnosis.schema.json")
+CSV_COLUMNS = ("record", "seconds", "p_af", "threshold", "calibrated", "af", "answer", "error")
+
+
+@dataclass
+class Failure:
+    file: str  # the path as given
+    error: str  # what is wrong with it
+
+
+@dataclass
+class BatchDiagnosis:
+    results: list[Diagnosis] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"results": [r.to_dict() for r in self.results], "failures": [vars(f) for f in self.failures]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def write_csv(self, path: str | Path) -> None:
+        """One row per record, then one per failure (its error in the last column)."""
+        with Path(path).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_COLUMNS)
+            for r in self.results:
+                writer.writerow([r.record, r.seconds, f"{r.p_af:.6f}", r.threshold, int(r.calibrated), int(r.af),
+                                 r.answer, ""])
+            for f in self.failures:
+                writer.writerow([f.file, "", "", "", "", "", "", f.error])
+
+
+def diagnosis_pictures(result: Diagnosis, signal: np.ndarray, fs: float) -> dict[str, bytes]:
+    """PNG bytes of the recording's ECG strip (R peaks, per-window P(AF)) and of its RR tachogram + Poincaré plot."""
+    from ecgllm.plots.ecg import plot_ecg_strip, plot_rr
+
+    strip, rr = io.BytesIO(), io.BytesIO()
+    plot_ecg_strip(signal, fs, strip, result.r_peaks_s, [vars(w) for w in result.windows], result.threshold,
+                   result.record)
+    plot_rr(result.r_peaks_s, rr, result.record)
+    return {"strip": strip.getvalue(), "rr": rr.getvalue()}
+
+
+def diagnose_files(model: ECGLLM, paths: list[str | Path], fs: float | None = None, lead: str | int | None = None,
+                   gain: float | None = None, pictures_dir: Path | None = None,
+                   on_done: Callable[[Path, Diagnosis | RecordError], None] | None = None) -> BatchDiagnosis:
+    """Diagnose every recording among `paths` (folders are expanded); with `pictures_dir`, write each one's
+    `{record}_strip.png` and `{record}_rr.png` there. `on_done(path, result or error)` follows the progress."""
+    diagnoser = Diagnoser(model)
+    batch = BatchDiagnosis()
+    for path in expand_inputs(paths):
+        try:
+            recording = read_recording(path, fs, lead, gain, min_seconds=MIN_DIAGNOSIS_SECONDS)
+            result = diagnoser(recording.signal, recording.fs, recording.name)
+        except RecordError as error:
+            batch.failures.append(Failure(str(path), error.reason))
+            if on_done:
+                on_done(path, error)
+            continue
+        batch.results.append(result)
+        if pictures_dir is not None:
+            pictures_dir.mkdir(parents=True, exist_ok=True)
+            for name, png in diagnosis_pictures(result, recording.signal, recording.fs).items():
+                (pictures_dir / f"{result.record}_{name}.png").write_bytes(png)
+        if on_done:
+            on_done(path, result)
+    return batch

@@ -1,0 +1,75 @@
+"""The main job, `ecgllm run`: split -> encoder -> encoder evaluation -> LLM -> LLM evaluation and comparison.
+
+Each stage is skipped when its output exists, so a stopped run resumes where it stopped.
+"""
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from ecgllm.data.dataset import load_cinc_folder
+from ecgllm.data.split import Split, make_split
+from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, TRAINING_PRESETS
+from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
+from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.training import train_encoder
+from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+from ecgllm.llm.evaluate import evaluate_model_folder, format_llm_result
+from ecgllm.llm.training import train_llm
+from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME
+from ecgllm.runs.layout import RunLayout
+
+logger = logging.getLogger(__name__)
+
+# A run preset names an encoder preset and an LLM preset.
+RUN_PRESETS = {"smoke": ("smoke", "smoke"), "cpu": ("cpu", "cpu"), "qwen3-8b": ("paper", "qwen3-8b")}
+
+
+def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: int = 42, lm: str | None = None,
+        progress: bool = True) -> dict:
+    """Run every stage that has no output yet; rerunning a finished run only re-reads its results."""
+    if preset not in RUN_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(RUN_PRESETS)}")
+    encoder_preset, llm_preset = RUN_PRESETS[preset]
+    layout = RunLayout(Path(out_dir))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.manifest.write_text(json.dumps({"data": str(Path(data_dir).resolve()), "preset": preset, "seed": seed,
+                                           "lm": lm}, indent=2))
+    dataset = load_cinc_folder(data_dir, task="binary", progress=progress)
+    logger.info("%s", dataset.report())
+
+    if layout.split.exists():
+        split = Split.load(layout.split)
+        logger.info("reusing split %s: %s", layout.split, split.summary())
+    else:
+        split = make_split(dataset.labels, "binary", seed)
+        split.save(layout.split)
+        logger.info("wrote split %s: %s", layout.split, split.summary())
+
+    if (layout.encoder / WEIGHTS_NAME).exists():
+        encoder = MSCNN.from_pretrained(layout.encoder)
+        logger.info("reusing encoder %s", layout.encoder)
+    else:
+        encoder = train_encoder(dataset, split, layout.encoder, ENCODER_PRESETS[encoder_preset],
+                                TRAINING_PRESETS[encoder_preset], progress)
+    encoder_metrics = layout.encoder_eval / "metrics.json"
+    if encoder_metrics.exists():
+        encoder_result = json.loads(encoder_metrics.read_text())
+    else:
+        encoder_result = evaluate_encoder(encoder, dataset, split, layout.encoder_eval, progress=progress)
+    logger.info("\n%s", format_encoder_result(encoder_result))
+
+    model_config, train_config, _ = LLM_PRESETS[llm_preset]
+    if lm is not None:
+        model_config = dataclasses.replace(model_config, lm=lm)
+    if not (layout.llm_final / CONFIG_NAME).exists():
+        train_llm(dataset, split, layout.encoder, layout.llm, model_config, train_config, layout.cache, progress)
+    llm_metrics = layout.llm_eval / "metrics.json"
+    if llm_metrics.exists():
+        llm_result = json.loads(llm_metrics.read_text())
+    else:
+        llm_result = evaluate_model_folder(layout.llm_final, dataset, split, layout.llm_eval, layout.cache,
+                                           encoder_eval_dir=layout.encoder_eval, seed=seed, progress=progress)
+    logger.info("\n%s", format_llm_result(llm_result))
+    return {"encoder": encoder_result, "llm": llm_result}
