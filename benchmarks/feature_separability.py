@@ -24,7 +24,7 @@ from ecgllm.data.split import Split
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.llm.features import cached_features
 from ecgllm.llm.modeling_ecgllm import encoder_fingerprint
-from ecgllm.pipeline import RunLayout
+from ecgllm.runs.layout import RunLayout
 
 
 @torch.no_grad()

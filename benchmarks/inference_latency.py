@@ -21,13 +21,13 @@ import torch
 
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split
-from ecgllm.inference.diagnose import diagnose, score_batched, window_tokens
+from ecgllm.inference.diagnose import Diagnoser
+from ecgllm.llm.calibration import decision_threshold
 from ecgllm.llm.chat import ChatFormatter
-from ecgllm.llm.inference import PrefixCache, generate_answers, score_af
-from ecgllm.llm.modeling_ecgllm import ECGLLM, projector_inputs
-from ecgllm.pipeline import RunLayout, resolve_model_dir
+from ecgllm.llm.ecg_tokens import encode_signal_windows
+from ecgllm.llm.scoring import PrefixCache, generate_answers, score_af, score_batched
 from ecgllm.rhythm import measure_rhythm
-from ecgllm.utils import resolve_device
+from ecgllm.runs.layout import RunLayout, load_model, resolve_model_dir
 
 SECONDS = 30
 
@@ -53,35 +53,36 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "inference_latency.json")
     args = parser.parse_args()
 
-    device = resolve_device(args.device)
     model_dir = resolve_model_dir(args.model)
-    model = ECGLLM.from_pretrained(model_dir).to(device).eval()
-    split_file = RunLayout(model_dir.parent.parent).split
+    model = load_model(model_dir, args.device)
+    split_file = RunLayout.of_model_dir(model_dir).split
     dataset = load_cinc_folder(args.data, progress=False)
     ids = Split.load(split_file).test if split_file.exists() else sorted(dataset.records)
     records = [dataset.records[i] for i in ids if dataset.records[i].seconds >= SECONDS][:args.records]
     fs = records[0].fs
     signals = [r.signal[:int(SECONDS * fs)] for r in records]
     formatter = ChatFormatter(model.tokenizer, model.config)
-    results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "device": str(device),
+    results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "device": str(model.device),
                "torch": torch.__version__, "model": str(model_dir), "lm": model.config.lm,
-               "ecg_tokens": model.config.ecg_tokens, "evidence": model.config.evidence,
+               "ecg_tokens": model.config.ecg_tokens, "rhythm_prompt": model.config.rhythm_prompt,
                "records": len(records) - 1, "record_seconds": SECONDS}
 
     with torch.no_grad():
-        diagnose(model, signals[0], fs, "warm-up")
-        latency = [timed(diagnose, model, s, fs, batch_size=args.batch_size)[0] for s in signals[1:]]
+        diagnoser = Diagnoser(model, args.batch_size)
+        diagnoser(signals[0], fs, "warm-up")
+        latency = [timed(diagnoser, s, fs)[0] for s in signals[1:]]
         results["diagnose_per_record"] = summary(latency)
         print(f"diagnose per 30-s record: {results['diagnose_per_record']}", flush=True)
 
         # Windows of one record, with and without the shared prefix (same prompts, same tokens).
         prompts, tokens, averaged = [], [], []
         for signal in signals:
-            windows, evidence = window_tokens(model, signal, args.batch_size), measure_rhythm(signal, fs)
-            tokens.append(projector_inputs(model.config, windows, [evidence] * len(windows)))
-            averaged.append(projector_inputs(model.config, windows.mean(0, keepdim=True), [evidence]))
+            windows = encode_signal_windows(model.encoder, signal, model.config.ecg_tokens, args.batch_size)
+            evidence = measure_rhythm(signal, fs)
+            tokens.append(model.projector_input(windows, [evidence] * len(windows)))
+            averaged.append(model.projector_input(windows.mean(0, keepdim=True), [evidence]))
             prompts.append([formatter.prompt_ids(evidence)] * len(windows))
-        prefix = PrefixCache.shared(model, formatter, prompts[0][0])
+        prefix = PrefixCache(model, formatter, prompts[0][0])
         for name, cache in (("scoring_with_prefix_cache", prefix), ("scoring_without_prefix_cache", None)):
             seconds = [timed(score_af, model, formatter, p, t, cache)[0] for p, t in zip(prompts[1:], tokens[1:])]
             results[name] = summary(seconds)
@@ -98,7 +99,8 @@ def main() -> None:
         record_tokens = torch.cat(averaged[1:])
         gen_batch = 8
         seconds, _ = timed(lambda: [generate_answers(model, formatter, record_prompts[i:i + gen_batch],
-                                                     record_tokens[i:i + gen_batch], 48, model.config.threshold)
+                                                     record_tokens[i:i + gen_batch], 48,
+                                                     decision_threshold(model.calibration))
                                     for i in range(0, len(record_prompts), gen_batch)])
         results["batch_generation_records_per_s"] = round((len(records) - 1) / seconds, 3)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -24,23 +24,23 @@ from ecgllm.data.preprocess import record_windows
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import TrainingCollator, build_examples
-from ecgllm.llm.features import encode_records
-from ecgllm.llm.inference import generate_answers, score_af
-from ecgllm.llm.modeling_ecgllm import ECGLLM, pool_ecg_tokens, projector_inputs
+from ecgllm.llm.ecg_tokens import encode_records, encode_windows
+from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.llm.scoring import generate_answers, score_af
 from ecgllm.rhythm import measure_rhythm
 
 
 def measure(task: str, args) -> dict:
     torch.manual_seed(0)
-    model_config, train_config = LLM_PRESETS[args.preset]
+    model_config, train_config, _ = LLM_PRESETS[args.preset]
     model = ECGLLM.build(model_config, args.encoder)
     dataset = load_cinc_folder(args.data, progress=False)
     ids = sorted(dataset.records)[: args.records]
     signals = [dataset.records[i].signal for i in ids]
-    evidence = {i: measure_rhythm(dataset.records[i].signal, dataset.records[i].fs) for i in ids}
-    features = dict(zip(ids, encode_records(model.encoder, signals, model.config.ecg_tokens)))
+    rhythms = [measure_rhythm(dataset.records[i].signal, dataset.records[i].fs) for i in ids]
+    tokens = encode_records(model.encoder, signals, model.config.ecg_tokens)
     formatter = ChatFormatter(model.tokenizer, model.config)
-    examples = build_examples(formatter, ids, dataset.labels, features, evidence)
+    examples = build_examples(model, ids, dataset.labels, tokens, rhythms)
     collate = TrainingCollator(model.tokenizer.pad_token_id)
     batch_size = train_config.batch_size
     batches = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
@@ -57,9 +57,9 @@ def measure(task: str, args) -> dict:
             inputs = collate(batch)
             if task == "train_recompute_encoder":
                 rows = [ids.index(e.record) for e in batch]
-                with torch.no_grad():  # the original ran the frozen CNN inside every training step
-                    tokens = pool_ecg_tokens(model.encoder.feature_map(windows[rows]), model.config.ecg_tokens)
-                    inputs["ecg_features"] = projector_inputs(model.config, tokens, [e.evidence for e in batch])
+                # The original ran the frozen CNN inside every training step.
+                recomputed = encode_windows(model.encoder, windows[rows], model.config.ecg_tokens)
+                inputs["ecg_features"] = model.projector_input(recomputed, [e.evidence for e in batch])
             model(**inputs).loss.backward()
             optimizer.step()
             optimizer.zero_grad()

@@ -11,8 +11,7 @@ from pathlib import Path
 import uvicorn
 from playwright.sync_api import sync_playwright
 
-from ecgllm.llm.modeling_ecgllm import ECGLLM
-from ecgllm.pipeline import resolve_model_dir
+from ecgllm.runs.layout import load_model
 from ecgllm.serving.app import create_app
 
 
@@ -25,7 +24,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
 
-    app = create_app(ECGLLM.from_pretrained(resolve_model_dir(args.model)))
+    app = create_app(load_model(args.model, "cpu"))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

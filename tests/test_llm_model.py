@@ -298,3 +298,24 @@ def test_verdict_input_adds_the_encoders_own_logit(smoke_encoder, tmp_path):
     assert model.projector[0].in_features == inputs.shape[-1]
     model.save_pretrained(tmp_path)
     assert ECGLLM.from_pretrained(tmp_path).with_verdict(features).shape == inputs.shape
+
+
+def test_calibration_lives_beside_the_weights(model, tmp_path):
+    from ecgllm.llm.calibration import CALIBRATION_NAME, Calibration
+
+    model.save_pretrained(tmp_path / "m")
+    assert ECGLLM.from_pretrained(tmp_path / "m").calibration is None  # never evaluated: says so
+    Calibration(0.73, "validation split").save(tmp_path / "m")
+    config_before = (tmp_path / "m" / "config.json").read_text()
+    loaded = ECGLLM.from_pretrained(tmp_path / "m")
+    assert loaded.calibration == Calibration(0.73, "validation split")
+    assert "threshold" not in json.loads(config_before)
+
+    # A folder written by an earlier version: `evidence` and the threshold inside config.json.
+    config = json.loads(config_before)
+    config["evidence"] = config.pop("rhythm_prompt")
+    config["threshold"] = 0.61
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "m" / CALIBRATION_NAME).unlink()
+    legacy = ECGLLM.from_pretrained(tmp_path / "m")
+    assert legacy.calibration.threshold == 0.61 and legacy.config.rhythm_prompt == model.config.rhythm_prompt
