@@ -1,8 +1,5 @@
-"""The `ecgllm` command: a thin layer over the Python API (parsing and printing only).
-
-Model and training flags are made from the configuration dataclasses (`ecgllm.configuration_utils`): a flag left out
-keeps the preset's value.
-"""
+"""The `ecgllm` command: a thin layer over the Python API (parsing and printing only). Settings flags are made from
+the configuration dataclasses (`ecgllm.configuration_utils`): a flag left out keeps the preset's value."""
 
 import argparse
 import sys
@@ -10,85 +7,75 @@ from pathlib import Path
 
 from ecgllm import __version__
 from ecgllm.configuration_utils import add_config_arguments, given_settings, override
+from ecgllm.data.dataset import check_folder, load_cinc_folder
+from ecgllm.data.download import PHYSIONET_URL, download_cinc2017
+from ecgllm.data.readers import ReadSettings
+from ecgllm.data.split import Split, make_split
+from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, TRAINING_PRESETS, EncoderTrainingConfig, MSCNNConfig
+from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
+from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.errors import ECGLLMError, RecordError, SettingError
+from ecgllm.examples import example_paths
+from ecgllm.inference.batch import diagnose_files, format_outcome
+from ecgllm.llm.configuration_ecgllm import LLM_PRESETS, ECGLLMConfig, LLMEvaluationConfig, LLMTrainingConfig
+from ecgllm.llm.evaluate import format_llm_result
+from ecgllm.runs.external import ExternalConfig, evaluate_external, format_external
+from ecgllm.runs.layout import RunLayout, load_model, resolve_model_dir
+from ecgllm.runs.report import write_report
+from ecgllm.utils import setup_logging
 
-# Model and training configuration classes are imported by the handlers: `ecgllm serve` must not load training code.
+# The training code (encoder and LLM training, the main job) and the web server load only in the commands that run
+# them, so that `ecgllm diagnose` and `ecgllm serve` never import it.
 
 
-def _data_check(args) -> int:
-    from ecgllm.data.dataset import check_folder
-
+def _data_check(args) -> None:
     print(check_folder(args.dir, progress=not args.quiet).report())
-    return 0
 
 
-def _data_split(args) -> int:
-    from ecgllm.data.dataset import load_cinc_folder
-    from ecgllm.data.split import make_split
-
+def _data_split(args) -> None:
     split = make_split(load_cinc_folder(args.dir, task=args.task, progress=not args.quiet).labels, args.task, args.seed)
     split.save(args.out)
     print(f"{args.out}: {split.summary()}")
-    return 0
 
 
-def _data_download(args) -> int:
-    from ecgllm.data.download import PHYSIONET_URL, download_cinc2017
-
+def _data_download(args) -> None:
     print(f"data ready in {download_cinc2017(args.out, args.url or PHYSIONET_URL, args.sha256, not args.quiet)}")
-    return 0
 
 
 def _load_data(args):
-    from ecgllm.data.dataset import load_cinc_folder
-    from ecgllm.data.split import Split
-
     split = Split.load(args.split)
     return load_cinc_folder(args.data, task=split.task, progress=not args.quiet), split
 
 
-def _encoder_train(args) -> int:
-    from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, TRAINING_PRESETS, EncoderTrainingConfig, MSCNNConfig
+def _encoder_train(args) -> None:
     from ecgllm.encoder.training import train_encoder
 
     model_config = override(ENCODER_PRESETS[args.preset], given_settings(args, MSCNNConfig))
     train_config = override(TRAINING_PRESETS[args.preset], given_settings(args, EncoderTrainingConfig))
     dataset, split = _load_data(args)
     train_encoder(dataset, split, args.out, model_config, train_config, progress=not args.quiet)
-    return 0
 
 
-def _encoder_evaluate(args) -> int:
-    from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
-    from ecgllm.encoder.modeling_mscnn import MSCNN
-
+def _encoder_evaluate(args) -> None:
     model = MSCNN.from_pretrained(args.model)
     if args.stride is not None:
         model.config.preprocess.stride = args.stride
     dataset, split = _load_data(args)
     out = args.out or Path(args.model) / "eval"
-    print(format_encoder_result(evaluate_encoder(model, dataset, split, out, args.split_name, progress=not args.quiet)))
-    print(f"written to {out}")
-    return 0
+    result = evaluate_encoder(model, dataset, split, out, args.split_name, progress=not args.quiet)
+    print(f"{format_encoder_result(result)}\nwritten to {out}")
 
 
 def _evaluate_llm(model_dir: Path, dataset, split, out: Path | None, cache: Path | None, encoder_eval: Path | None,
                   settings: dict, quiet: bool) -> None:
-    from ecgllm.llm.evaluate import evaluate_model_folder, format_llm_result
-    from ecgllm.runs.layout import RunLayout
+    from ecgllm.runs.job import evaluate_run_llm
 
-    layout = RunLayout.of_model_dir(model_dir)
-    out = out or layout.llm_eval
-    result = evaluate_model_folder(model_dir, dataset, split, out, cache or layout.cache, settings,
-                                   encoder_eval or layout.encoder_eval, progress=not quiet)
-    print(format_llm_result(result))
-    print(f"written to {out}")
+    result, out = evaluate_run_llm(model_dir, dataset, split, out, cache, encoder_eval, settings, progress=not quiet)
+    print(f"{format_llm_result(result)}\nwritten to {out}")
 
 
-def _llm_train(args) -> int:
-    from ecgllm.llm.configuration_ecgllm import LLM_PRESETS, ECGLLMConfig, LLMEvaluationConfig, LLMTrainingConfig
+def _llm_train(args) -> None:
     from ecgllm.llm.training import train_llm
-    from ecgllm.runs.layout import RunLayout
 
     model_config, train_config, _ = LLM_PRESETS[args.preset]
     model_config = override(model_config, given_settings(args, ECGLLMConfig))
@@ -100,42 +87,26 @@ def _llm_train(args) -> int:
     if args.evaluate:
         _evaluate_llm(final, dataset, split, args.eval_out, cache, args.encoder_eval or args.encoder / "eval",
                       given_settings(args, LLMEvaluationConfig, "eval-"), args.quiet)
-    return 0
 
 
-def _llm_evaluate(args) -> int:
-    from ecgllm.llm.configuration_ecgllm import LLMEvaluationConfig
-
+def _llm_evaluate(args) -> None:
     dataset, split = _load_data(args)
     _evaluate_llm(args.model, dataset, split, args.out, args.cache, args.encoder_eval,
                   given_settings(args, LLMEvaluationConfig), args.quiet)
-    return 0
-
-
-def _print_outcome(lang: str | None, path: Path, outcome) -> None:
-    if isinstance(outcome, RecordError):
-        print(f"error: {outcome}", file=sys.stderr)
-        return
-    answer = outcome.answer if lang in (None, outcome.lang) else \
-        f"{outcome.translations[lang]} [template translation of the model's answer]"
-    calibration = "" if outcome.calibrated else ", not validated"
-    print(f"{path}: P(AF) {outcome.p_af:.3f} (threshold {outcome.threshold:.3f}{calibration}) -> "
-          f"{'AF' if outcome.af else 'no AF'}\n  {answer}")
 
 
 def _diagnose(args) -> int:
-    from ecgllm.examples import example_paths
-    from ecgllm.inference.batch import diagnose_files
-    from ecgllm.runs.layout import load_model
-
     paths = list(args.paths) + (example_paths() if args.examples else [])
     if not paths:
         raise SettingError("nothing to diagnose: give files or folders, or --examples")
-    model = load_model(args.model, args.device)
-    printer = None if args.json else (lambda path, outcome: _print_outcome(args.lang, path, outcome))
-    batch = diagnose_files(model, paths, args.fs, args.lead, args.gain, args.plots, printer)
-    for failure in batch.failures if args.json else []:
-        print(f"error: {failure.file}: {failure.error}", file=sys.stderr)
+
+    def show(path, outcome):  # errors on stderr; results on stdout unless it carries the JSON
+        if isinstance(outcome, RecordError) or not args.json:
+            print(format_outcome(path, outcome, args.lang), file=sys.stderr if isinstance(outcome, RecordError)
+                  else sys.stdout)
+
+    read = override(ReadSettings(), given_settings(args, ReadSettings))
+    batch = diagnose_files(load_model(args.model, args.device), paths, read, args.plots, show)
     if args.json:
         print(batch.to_json())
     if args.csv:
@@ -143,44 +114,32 @@ def _diagnose(args) -> int:
     return 1 if batch.failures and not batch.results else 0
 
 
-def _evaluate_external(args) -> int:
-    from ecgllm.runs.external import ExternalConfig, evaluate_external, format_external
-    from ecgllm.runs.layout import RunLayout, load_model, resolve_model_dir
-
+def _evaluate_external(args) -> None:
     model = load_model(args.model, args.device)
-    config = ExternalConfig(annotator=args.annotator, af_rhythms=tuple(args.af_rhythms.split(",")),
-                            min_af_share=args.min_af_share, lead=args.lead, batch_size=args.batch_size)
+    config = override(ExternalConfig(), given_settings(args, ExternalConfig))
     out = args.out or RunLayout.of_model_dir(resolve_model_dir(args.model)).llm / f"external_{args.wfdb.resolve().name}"
-    print(format_external(evaluate_external(model, args.wfdb, out, config, progress=not args.quiet)))
-    print(f"written to {out}")
-    return 0
+    print(f"{format_external(evaluate_external(model, args.wfdb, out, config, not args.quiet))}\nwritten to {out}")
 
 
-def _serve(args) -> int:
+def _serve(args) -> None:
     import uvicorn
 
-    from ecgllm.runs.layout import load_model
     from ecgllm.serving.app import ServeLimits, create_app
 
     limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_seconds=args.max_seconds)
     app = create_app(load_model(args.model, args.device), limits)
     print(f"serving on http://{args.host}:{args.port}/ (API documentation: /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
-    return 0
 
 
-def _report(args) -> int:
-    from ecgllm.runs.report import write_report
-
+def _report(args) -> None:
     print(f"report written to {write_report(args.run, args.out, args.data, args.llm_name, args.examples)}")
-    return 0
 
 
-def _run(args) -> int:
+def _run(args) -> None:
     from ecgllm.runs.job import run
 
     run(args.data, args.out, args.preset, args.seed, args.lm, progress=not args.quiet)
-    return 0
 
 
 def _command(commands, name: str, handler, help: str, *arguments: tuple[str, dict]) -> argparse.ArgumentParser:
@@ -199,9 +158,6 @@ DATA = [("--data", REQUIRED), ("--split", REQUIRED)]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, MSCNNConfig
-    from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMEvaluationConfig, LLMTrainingConfig
-
     parser = argparse.ArgumentParser(prog="ecgllm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ecgllm {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -226,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(train, EncoderTrainingConfig, "training (default: the preset's)")
     _command(encoder, "evaluate", _encoder_evaluate, "metrics with bootstrap intervals on a split",
              ("--model", REQUIRED), *DATA, ("--split-name", {"default": "test", "choices": ["train", "val", "test"]}),
-             ("--stride", {"type": int, "help": "whole-record mode: samples between windows (default: the "
-                                                "checkpoint's, 1200 = 4 s)"}), ("--out", PATH))
+             ("--stride", {"type": int, "help": "whole-record mode: samples between windows (default: 1200)"}),
+             ("--out", PATH))
 
     llm = commands.add_parser("llm", help="Task 2: the ECG-LLM").add_subparsers(dest="llm_command", required=True)
     compare = ("--encoder-eval", {**PATH, "help": "Task 1 eval folder to compare with (default: the run's)"})
@@ -245,28 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
                         compare, ("--out", PATH))
     add_config_arguments(evaluate, LLMEvaluationConfig, "evaluation (default: the model's preset's)")
 
-    _command(commands, "diagnose", _diagnose, "diagnose recordings (.mat, WFDB .hea/.dat, .csv, .npy)",
+    diagnose = _command(commands, "diagnose", _diagnose, "diagnose recordings (.mat, WFDB .hea/.dat, .csv, .npy)",
              ("paths", {"type": Path, "nargs": "*", "help": "files or folders"}),
              ("--examples", {"action": "store_true", "help": "also diagnose the bundled CinC example records"}), MODEL,
-             ("--fs", {"type": float, "help": "sampling rate for files without a header"}),
-             ("--lead", {"help": "lead name or index for multi-lead files"}),
-             ("--gain", {"type": float, "help": "units per mV for headerless files (default: values are mV)"}),
              ("--json", {"action": "store_true", "help": "machine-readable output"}),
              ("--csv", {**PATH, "help": "also write one row per record"}),
              ("--plots", {**PATH, "help": "folder for each record's ECG strip and RR plots (PNG)"}),
-             ("--lang", {"choices": ["zh", "en"], "help": "language of the printed answer (default: the model's; "
-                                                          "the other one is the answer template)"}), DEVICE)
-    _command(commands, "evaluate-external", _evaluate_external, "window-level validation on a WFDB database with "
-             "rhythm annotations (MIT-BIH style aux_note)",
-             ("--wfdb", {**REQUIRED, "help": "folder of WFDB records (.hea + signal + .atr)"}), MODEL,
-             ("--out", {**PATH, "help": "results folder (default: beside the model)"}),
-             ("--lead", {"default": "0", "help": "lead name or index (default: the first)"}),
-             ("--annotator", {"default": "atr", "help": "annotation file extension (default: atr)"}),
-             ("--af-rhythms", {"default": "(AFIB", "help": "comma-separated aux_note rhythms counted as AF, e.g. "
-                                                            "'(AFIB,(AFL' (default: '(AFIB')"}),
-             ("--min-af-share", {"type": float, "default": 0.5, "help": "a window is AF when AF covers more than "
-                                                                         "this share of it (default: 0.5)"}),
-             ("--batch-size", {"type": int, "default": 16}), DEVICE)
+             ("--lang", {"choices": ["zh", "en"], "help": "printed answer's language (default: the model's)"}), DEVICE)
+    add_config_arguments(diagnose, ReadSettings, "reading files")
+    external = _command(commands, "evaluate-external", _evaluate_external, "window-level validation on a WFDB "
+                        "database with rhythm annotations (MIT-BIH style aux_note)",
+                        ("--wfdb", {**REQUIRED, "help": "folder of WFDB records (.hea + signal + .atr)"}), MODEL,
+                        ("--out", {**PATH, "help": "results folder (default: beside the model)"}), DEVICE)
+    add_config_arguments(external, ExternalConfig, "records and labels (default: the first lead, (AFIB, 0.5)")
     _command(commands, "serve", _serve, "the HTTP API and the page (FastAPI + uvicorn)", MODEL,
              ("--host", {"default": "127.0.0.1"}), ("--port", {"type": int, "default": 8000}), DEVICE,
              ("--max-upload-mb", {"type": float, "default": 20.0}),
@@ -276,8 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
              ("--out", {**PATH, "help": "HTML file to write (default: RUN/report.html)"}),
              ("--data", {**PATH, "help": "data folder for the example strips (default: the run's own)"}),
              ("--llm-name", {"default": "llm", "help": "the LLM folder inside the run (default: llm)"}),
-             ("--examples", {"type": int, "default": 2, "help": "test records shown per kind (correct AF, correct "
-                                                                 "normal, false alarm, missed AF)"}))
+             ("--examples", {"type": int, "default": 2, "help": "test records shown per kind of right or wrong"}))
     _command(commands, "run", _run, "the main job: split, encoder, LLM, evaluation, comparison (resumable)",
              ("--data", REQUIRED), ("--out", REQUIRED),
              ("--preset", {"default": "cpu", "choices": ["smoke", "cpu", "qwen3-8b"]}),
@@ -287,12 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ecgllm.utils import setup_logging
-
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
-        return args.func(args)
+        return args.func(args) or 0  # handlers return an exit status only when it is not 0
     except ECGLLMError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -25,11 +25,18 @@ def setting(default=dataclasses.MISSING, help: str = "", choices=None, follows: 
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def _comma_separated(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 def _scalar_type(hint):
-    """int, float, str or bool behind an Optional; None for anything a flag cannot carry."""
+    """int, float, str or bool behind an Optional (a tuple of strings is written comma-separated); None for anything
+    a flag cannot carry."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = args[0] if len(args) == 1 else None
+    if typing.get_origin(hint) is tuple and typing.get_args(hint) == (str, ...):
+        return _comma_separated
     return hint if hint in (*_SCALARS, bool) else None
 
 

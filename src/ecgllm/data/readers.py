@@ -13,12 +13,22 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
+from ecgllm.configuration_utils import setting
 from ecgllm.data.records import CINC_GAIN, MIN_RECORD_SECONDS, read_val, validate_signal
 from ecgllm.errors import RecordError
 
 SUPPORTED_SUFFIXES = (".mat", ".hea", ".dat", ".csv", ".npy")
 MIN_FS, MAX_FS = 100.0, 10_000.0  # below 100 Hz QRS complexes are lost; above 10 kHz it is not an ECG file
 MAX_PLAUSIBLE_MV = 30.0  # no surface ECG spans more than a few mV peak to peak; 30 leaves room for artefacts
+
+
+@dataclass
+class ReadSettings:
+    """What files without a header cannot say (their sampling rate and unit), and which lead of several to read."""
+
+    fs: float | None = setting(None, "sampling rate for files without a header")
+    lead: str | None = setting(None, "lead name or index for multi-lead files")
+    gain: float | None = setting(None, "units per mV for headerless files (default: values are mV)")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgllm.data.readers import expand_inputs, read_recording
+from ecgllm.data.readers import ReadSettings, expand_inputs, read_recording
 from ecgllm.errors import RecordError
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
 from ecgllm.llm.modeling_ecgllm import ECGLLM
@@ -50,6 +50,17 @@ class BatchDiagnosis:
                 writer.writerow([f.file, "", "", "", "", "", "", f.error])
 
 
+def format_outcome(path: Path, outcome: Diagnosis | RecordError, lang: str | None = None) -> str:
+    """One file's outcome for people; `lang` other than the model's shows the answer's template translation."""
+    if isinstance(outcome, RecordError):
+        return f"error: {outcome}"
+    answer = outcome.answer if lang in (None, outcome.lang) else \
+        f"{outcome.translations[lang]} [template translation of the model's answer]"
+    calibration = "" if outcome.calibrated else ", not validated"
+    return (f"{path}: P(AF) {outcome.p_af:.3f} (threshold {outcome.threshold:.3f}{calibration}) -> "
+            f"{'AF' if outcome.af else 'no AF'}\n  {answer}")
+
+
 def diagnosis_pictures(result: Diagnosis, signal: np.ndarray, fs: float) -> dict[str, bytes]:
     """PNG bytes of the recording's ECG strip (R peaks, per-window P(AF)) and of its RR tachogram + Poincaré plot."""
     from ecgllm.plots.ecg import plot_ecg_strip, plot_rr
@@ -61,16 +72,18 @@ def diagnosis_pictures(result: Diagnosis, signal: np.ndarray, fs: float) -> dict
     return {"strip": strip.getvalue(), "rr": rr.getvalue()}
 
 
-def diagnose_files(model: ECGLLM, paths: list[str | Path], fs: float | None = None, lead: str | int | None = None,
-                   gain: float | None = None, pictures_dir: Path | None = None,
+def diagnose_files(model: ECGLLM, paths: list[str | Path], read: ReadSettings | None = None,
+                   pictures_dir: Path | None = None,
                    on_done: Callable[[Path, Diagnosis | RecordError], None] | None = None) -> BatchDiagnosis:
-    """Diagnose every recording among `paths` (folders are expanded); with `pictures_dir`, write each one's
-    `{record}_strip.png` and `{record}_rr.png` there. `on_done(path, result or error)` follows the progress."""
+    """Diagnose every recording among `paths` (folders are expanded), read as `read` says for files without a
+    header; with `pictures_dir`, write each one's `{record}_strip.png` and `{record}_rr.png` there.
+    `on_done(path, result or error)` follows the progress."""
+    read = read or ReadSettings()
     diagnoser = Diagnoser(model)
     batch = BatchDiagnosis()
     for path in expand_inputs(paths):
         try:
-            recording = read_recording(path, fs, lead, gain, min_seconds=MIN_DIAGNOSIS_SECONDS)
+            recording = read_recording(path, read.fs, read.lead, read.gain, min_seconds=MIN_DIAGNOSIS_SECONDS)
             result = diagnoser(recording.signal, recording.fs, recording.name)
         except RecordError as error:
             batch.failures.append(Failure(str(path), error.reason))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
+from ecgllm.configuration_utils import check_range, setting
 from ecgllm.data.preprocess import resample, window_starts
 from ecgllm.data.readers import read_recording
 from ecgllm.errors import DataFolderError, RecordError
@@ -35,11 +36,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ExternalConfig:
-    annotator: str = "atr"  # annotation file extension
-    af_rhythms: tuple[str, ...] = ("(AFIB",)  # add "(AFL" to count atrial flutter as AF
-    min_af_share: float = 0.5
-    lead: str | int = 0  # name or index
-    batch_size: int = 16
+    annotator: str = setting("atr", "annotation file extension")
+    af_rhythms: tuple[str, ...] = setting(("(AFIB",), "comma-separated aux_note rhythms counted as AF, e.g. "
+                                                      "'(AFIB,(AFL' to count atrial flutter too")
+    min_af_share: float = setting(0.5, "a window is AF when AF covers more than this share of it")
+    lead: str = setting("0", "lead name or index")
+    batch_size: int = setting(16, "windows per scoring batch")
+
+    def __post_init__(self):
+        check_range("min_af_share", self.min_af_share, 0.0, 1.0)
+        check_range("batch_size", self.batch_size, 1)
 
 
 def annotated_af(annotation: wfdb.Annotation, n_samples: int, af_rhythms: tuple[str, ...]

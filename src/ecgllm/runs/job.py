@@ -26,6 +26,18 @@ logger = logging.getLogger(__name__)
 RUN_PRESETS = {"smoke": ("smoke", "smoke"), "cpu": ("cpu", "cpu"), "qwen3-8b": ("paper", "qwen3-8b")}
 
 
+def evaluate_run_llm(model_dir: Path, dataset, split: Split, out_dir: Path | None = None, cache_dir: Path | None = None,
+                     encoder_eval_dir: Path | None = None, settings: dict | None = None, seed: int = 42,
+                     progress: bool = True) -> tuple[dict, Path]:
+    """Evaluate a run's trained model folder; results, cache and the Task 1 comparison default to the run's own
+    places (RUN/llm/eval, RUN/cache, RUN/encoder/eval). Returns the result and where it was written."""
+    layout = RunLayout.of_model_dir(model_dir)
+    out_dir = out_dir or layout.llm_eval
+    result = evaluate_model_folder(model_dir, dataset, split, out_dir, cache_dir or layout.cache, settings,
+                                   encoder_eval_dir or layout.encoder_eval, seed, progress)
+    return result, out_dir
+
+
 def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: int = 42, lm: str | None = None,
         progress: bool = True) -> dict:
     """Run every stage that has no output yet; rerunning a finished run only re-reads its results."""
@@ -69,7 +81,6 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
     if llm_metrics.exists():
         llm_result = json.loads(llm_metrics.read_text())
     else:
-        llm_result = evaluate_model_folder(layout.llm_final, dataset, split, layout.llm_eval, layout.cache,
-                                           encoder_eval_dir=layout.encoder_eval, seed=seed, progress=progress)
+        llm_result, _ = evaluate_run_llm(layout.llm_final, dataset, split, seed=seed, progress=progress)
     logger.info("\n%s", format_llm_result(llm_result))
     return {"encoder": encoder_result, "llm": llm_result}
