@@ -17,7 +17,6 @@ from ecgllm.errors import RecordError
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 
-SCHEMA_PATH = Path(__file__).with_name("diagnosis.schema.json")
 CSV_COLUMNS = ("record", "seconds", "p_af", "threshold", "calibrated", "af", "answer", "error")
 
 
