@@ -53,3 +53,36 @@ def test_resume_from_last_epoch(small_cinc, smoke_encoder, tmp_path, caplog):
     assert "resuming after epoch 1" in caplog.text
     assert (tmp_path / "llm" / "checkpoint_epoch_1" / "projector.safetensors").stat().st_mtime_ns == first
     assert sorted(epoch_losses(tmp_path / "llm" / "train_log.csv")) == [1, 2]
+
+
+def test_training_depends_on_seed_not_on_cache_state(small_cinc, smoke_encoder, tmp_path, monkeypatch):
+    """A cold start (backbone built on first use, features computed) and a warm one (both cached, the random state
+    disturbed before) give the same initial weights, the same losses and the same trained weights."""
+    import dataclasses
+
+    import torch
+    from safetensors.torch import load_file
+
+    from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+    from ecgllm.llm.training import train_llm
+
+    monkeypatch.setenv("ECGLLM_CACHE", str(tmp_path / "backbones"))  # empty: tiny-qwen3 is built inside training
+    dataset = load_cinc_folder(small_cinc, progress=False)
+    split = make_split(dataset.labels, "binary")
+    model_config, train_config, _ = LLM_PRESETS["smoke"]
+    train_config = dataclasses.replace(train_config, epochs=1, seed=5)
+    runs = []
+    for name in ("cold", "warm"):
+        torch.manual_seed(1234)
+        torch.rand(1000)
+        out = tmp_path / name
+        final = train_llm(dataset, split, smoke_encoder, out, model_config, train_config, tmp_path / "features",
+                          progress=False)
+        log = [row["loss"] for row in csv.DictReader((out / "train_log.csv").open())]
+        weights = {**load_file(str(final / "projector.safetensors")),
+                   **load_file(str(final / "adapter" / "adapter_model.safetensors"))}
+        runs.append((log, weights))
+    (cold_log, cold), (warm_log, warm) = runs
+    assert cold_log == warm_log and len(cold_log) >= 3
+    assert cold.keys() == warm.keys()
+    assert all(torch.equal(cold[k], warm[k]) for k in cold)

@@ -95,8 +95,9 @@ def tiny_qwen3_checkpoint() -> Path:
                              # With the default 0.02 the tied output layer cannot move a logit by more than ~1.3,
                              # so no adapter could lower the loss much: too weak a model to test training with.
                              initializer_range=0.2)
-        torch.manual_seed(0)
-        Qwen3ForCausalLM(config).save_pretrained(out)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            Qwen3ForCausalLM(config).save_pretrained(out)
         AutoTokenizer.from_pretrained(qwen3_tokenizer_files()).save_pretrained(out)
 
     return _build_once(cache_root() / "tiny-qwen3", build)

@@ -129,8 +129,10 @@ class ECGLLM(nn.Module):
     # ---- building and loading -------------------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, config: ECGLLMConfig, encoder_dir: str | Path) -> "ECGLLM":
-        """A new model for training: the encoder from its checkpoint, the base LM, a fresh projector and LoRA."""
+    def build(cls, config: ECGLLMConfig, encoder_dir: str | Path, seed: int = 42) -> "ECGLLM":
+        """A new model for training: the encoder from its checkpoint, the base LM, a fresh projector and LoRA.
+        The new weights are drawn from `seed` alone, whatever loading the backbone did to the random state (a
+        first-use conversion draws numbers that a cached backbone does not)."""
         from peft import LoraConfig, get_peft_model
 
         encoder_dir = Path(encoder_dir)
@@ -143,6 +145,7 @@ class ECGLLM(nn.Module):
         config = dataclasses.replace(
             config, feature_dim=encoder.config.feature_dim, hidden_size=lm.config.hidden_size,
             encoder_preset=encoder.config.preset, encoder_fingerprint=encoder_fingerprint(encoder_dir))
+        torch.manual_seed(seed)
         return cls(config, encoder, get_peft_model(lm, lora), tokenizer)
 
     def save_trainable(self, folder: str | Path) -> None:

@@ -107,10 +107,9 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     out_dir, encoder_dir = Path(out_dir), Path(encoder_dir)
     split.require_task("binary", "the ECG-LLM")
     accelerator = make_accelerator(config)
-    set_seed(config.seed)
     split.check_against(dataset.labels)
     with accelerator.main_process_first():  # a backbone converted or built on first use is made once
-        model = ECGLLM.build(model_config, encoder_dir)
+        model = ECGLLM.build(model_config, encoder_dir, config.seed)
     if config.gradient_checkpointing:
         model.lm.gradient_checkpointing_enable()
     train_ids = subset_ids(split, "train", config.max_train_records, config.seed)
@@ -128,6 +127,10 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=config.warmup_steps,
                               num_training_steps=config.epochs * updates_per_epoch)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # Dropout draws from the global random state: seeded here, after everything that may or may not draw from it
+    # (a backbone built on first use, feature caching); a resumed run then restores the state saved with its
+    # checkpoint.
+    set_seed(config.seed)
     done, checkpoint = last_checkpoint(out_dir)
     if checkpoint is not None:
         restore_checkpoint(accelerator.unwrap_model(model), optimizer, scheduler, checkpoint)

@@ -39,8 +39,10 @@ def evaluate_run_llm(model_dir: Path, dataset, split: Split, out_dir: Path | Non
 
 
 def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: int = 42, lm: str | None = None,
-        progress: bool = True) -> dict:
-    """Run every stage that has no output yet; rerunning a finished run only re-reads its results."""
+        evaluation: dict | None = None, progress: bool = True) -> dict:
+    """Run every stage that has no output yet; rerunning a finished run only re-reads its results. `seed` is the
+    seed of every stage: the split, the encoder's training and the LLM's. `evaluation` overrides the LLM evaluation
+    settings of the preset (e.g. {"generate": False} to score only)."""
     if preset not in RUN_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(RUN_PRESETS)}")
     encoder_preset, llm_preset = RUN_PRESETS[preset]
@@ -64,7 +66,7 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
         logger.info("reusing encoder %s", layout.encoder)
     else:
         encoder = train_encoder(dataset, split, layout.encoder, ENCODER_PRESETS[encoder_preset],
-                                TRAINING_PRESETS[encoder_preset], progress)
+                                dataclasses.replace(TRAINING_PRESETS[encoder_preset], seed=seed), progress)
     encoder_metrics = layout.encoder_eval / "metrics.json"
     if encoder_metrics.exists():
         encoder_result = json.loads(encoder_metrics.read_text())
@@ -73,6 +75,7 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
     logger.info("\n%s", format_encoder_result(encoder_result))
 
     model_config, train_config, _ = LLM_PRESETS[llm_preset]
+    train_config = dataclasses.replace(train_config, seed=seed)
     if lm is not None:
         model_config = dataclasses.replace(model_config, lm=lm)
     if not (layout.llm_final / CONFIG_NAME).exists():
@@ -81,6 +84,7 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
     if llm_metrics.exists():
         llm_result = json.loads(llm_metrics.read_text())
     else:
-        llm_result, _ = evaluate_run_llm(layout.llm_final, dataset, split, seed=seed, progress=progress)
+        llm_result, _ = evaluate_run_llm(layout.llm_final, dataset, split, settings=evaluation, seed=seed,
+                                         progress=progress)
     logger.info("\n%s", format_llm_result(llm_result))
     return {"encoder": encoder_result, "llm": llm_result}
