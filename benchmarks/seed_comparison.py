@@ -124,12 +124,14 @@ def main() -> None:
 
     started = time.perf_counter()
     systems: dict[str, dict[int, dict]] = {"preset": {}, **{v: {} for v in args.variant}}
+    # Every seed's run before any variant: the comparison with the CNN is complete first.
     for seed in args.seeds:
-        folder = args.out / f"seed_{seed}"
-        result = run(args.data, folder, args.preset, seed, evaluation=SCORE_ONLY)
+        result = run(args.data, args.out / f"seed_{seed}", args.preset, seed, evaluation=SCORE_ONLY)
         systems["preset"][seed] = llm_figures(result["llm"])
-        for name in args.variant:
-            systems[name][seed] = train_variant(name, RunLayout(folder), args.data, args.preset, seed)
+    for name in args.variant:
+        for seed in args.seeds:
+            systems[name][seed] = train_variant(name, RunLayout(args.out / f"seed_{seed}"), args.data, args.preset,
+                                                seed)
     summaries = {name: summarise(per_seed) for name, per_seed in systems.items()}
 
     print("validation F1 (the only figure to choose a variant on):")
