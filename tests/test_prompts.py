@@ -1,6 +1,7 @@
 import pytest
 
-from ecgllm.llm.prompts import DECISION, PLACEHOLDER, answer_text, numbers_grounded, parse_decision, user_prompt
+from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision
+from ecgllm.llm.prompts import DECISION, PLACEHOLDER, answer_text, user_prompt
 from ecgllm.rhythm import RhythmEvidence
 
 EVIDENCE = RhythmEvidence(n_beats=45, heart_rate_bpm=112, rr_cv=0.21, rmssd_ms=152, prr31=0.78, sd1_ms=108, sd2_ms=130)
@@ -22,31 +23,79 @@ def test_evidence_in_prompt_and_answer(lang):
     for label in (0, 1):
         answer = answer_text(label, lang, EVIDENCE)
         assert answer.startswith(DECISION[lang][label])
-        assert parse_decision(answer, lang) == label
-        assert numbers_grounded(answer, EVIDENCE, lang)
+        assert parse_decision(answer, lang).label == label
+        assert numbers_grounded(answer, EVIDENCE)
+
+
+NO, AF, UNCERTAIN, NONE = Reading.NO_AF, Reading.AF, Reading.UNCERTAIN, Reading.UNPARSEABLE
 
 
 @pytest.mark.parametrize("text, lang, expected", [
-    ("经过分析，该心电图显示为正常窦性心律，无房颤。", "zh", 0),
-    ("该患者没有房颤。", "zh", 0),  # the original counted this as AF
-    ("未见房颤表现", "zh", 0),
-    ("心电图提示房颤。", "zh", 1),
-    ("有房颤。", "zh", 1),
-    ("心电图显示窦性心律。", "zh", None),
-    ("有房颤，无房颤。", "zh", None),
-    ("There is no atrial fibrillation.", "en", 0),
-    ("Not consistent with atrial fibrillation.", "en", 0),
-    ("The ECG is consistent with atrial fibrillation.", "en", 1),
-    ("Sinus rhythm.", "en", None),
+    # the training sentences
+    ("经过分析，该心电图显示为正常窦性心律，无房颤。", "zh", NO),
+    ("经过分析，该心电图显示特征符合房颤（AF）表现，有房颤。", "zh", AF),
+    (DECISION["en"][0], "en", NO),
+    (DECISION["en"][1], "en", AF),
+    # negated (the first ones were read as AF, or not at all, by an earlier parser)
+    ("未提示房颤。", "zh", NO),
+    ("未有房颤。", "zh", NO),
+    ("未见明显房颤。", "zh", NO),
+    ("不是房颤。", "zh", NO),
+    ("该患者没有房颤。", "zh", NO),
+    ("未见房颤表现", "zh", NO),
+    ("排除房颤。", "zh", NO),
+    ("房颤已排除。", "zh", NO),
+    ("心电图为窦性心律，不符合心房颤动。", "zh", NO),
+    ("The rhythm is inconsistent with atrial fibrillation.", "en", NO),
+    ("AF is presently not seen.", "en", NO),
+    ("AF is not present.", "en", NO),
+    ("Atrial fibrillation is absent.", "en", NO),
+    ("There is no atrial fibrillation.", "en", NO),
+    ("Not consistent with atrial fibrillation.", "en", NO),
+    ("This ECG rules out AF.", "en", NO),
+    ("The patient doesn't have atrial fibrillation.", "en", NO),
+    ("Sinus rhythm without signs of AF.", "en", NO),
+    ("Negative for atrial fibrillation.", "en", NO),
+    ("AF could not be detected.", "en", NO),
+    ("AF isn’t present.", "en", NO),
+    # double negated: the negations cancel
+    ("并非没有房颤。", "zh", AF),
+    ("The ECG is not inconsistent with atrial fibrillation.", "en", AF),
+    ("It is not true that there is no AF.", "en", AF),
+    # hedged: its own outcome
+    ("不能排除房颤。", "zh", UNCERTAIN),
+    ("不排除房颤。", "zh", UNCERTAIN),
+    ("无法排除房颤。", "zh", UNCERTAIN),
+    ("疑似房颤，建议复查。", "zh", UNCERTAIN),
+    ("Cannot rule out atrial fibrillation.", "en", UNCERTAIN),
+    ("Atrial fibrillation cannot be excluded.", "en", UNCERTAIN),
+    ("AF has not been ruled out.", "en", UNCERTAIN),
+    ("Possible atrial fibrillation; please repeat the recording.", "en", UNCERTAIN),
+    ("No clear AF, but paroxysmal AF may be present.", "en", UNCERTAIN),
+    # affirmed
+    ("心电图提示房颤。", "zh", AF),
+    ("有房颤。", "zh", AF),
+    ("诊断：心房颤动。", "zh", AF),
+    ("The ECG is consistent with atrial fibrillation.", "en", AF),
+    ("Atrial fibrillation is present, with a fast ventricular response.", "en", AF),
+    ("Findings: AF.", "en", AF),
+    # no decision, a question, or both
+    ("心电图显示窦性心律。", "zh", NONE),
+    ("请判断该患者是否患有房颤？", "zh", NONE),
+    ("有房颤，无房颤。", "zh", NONE),
+    ("Sinus rhythm.", "en", NONE),
+    ("Does this patient have atrial fibrillation (AF)?", "en", NONE),
+    ("AF is present. There is no atrial fibrillation.", "en", NONE),
+    ("", "en", NONE),
 ])
-def test_parse_decision_never_counts_negations(text, lang, expected):
-    assert parse_decision(text, lang) == expected
+def test_parse_decision_reads_negations_and_hedges(text, lang, expected):
+    assert parse_decision(text, lang) is expected
 
 
 def test_grounding_detects_wrong_or_extra_numbers():
     good = answer_text(1, "en", EVIDENCE)
-    assert numbers_grounded(good, EVIDENCE, "en")
-    assert not numbers_grounded(good.replace("0.21", "0.12"), EVIDENCE, "en")
-    assert not numbers_grounded(good.replace("112 bpm", "112 bpm, 45 beats"), EVIDENCE, "en")
-    assert not numbers_grounded(DECISION["en"][1], EVIDENCE, "en")  # cites nothing
-    assert numbers_grounded(DECISION["en"][1], RhythmEvidence(n_beats=2), "en")
+    assert numbers_grounded(good, EVIDENCE)
+    assert not numbers_grounded(good.replace("0.21", "0.12"), EVIDENCE)
+    assert not numbers_grounded(good.replace("112 bpm", "112 bpm, 45 beats"), EVIDENCE)
+    assert not numbers_grounded(DECISION["en"][1], EVIDENCE)  # cites nothing
+    assert numbers_grounded(DECISION["en"][1], RhythmEvidence(n_beats=2))

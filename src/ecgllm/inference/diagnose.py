@@ -17,11 +17,12 @@ import torch
 
 from ecgllm.data.preprocess import aggregate_windows, resample, window_starts
 from ecgllm.errors import RecordError
+from ecgllm.llm.answers import numbers_grounded
 from ecgllm.llm.calibration import decision_threshold
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
-from ecgllm.llm.prompts import DECISION, LANGUAGES, answer_text, numbers_grounded
+from ecgllm.llm.prompts import DECISION, LANGUAGES, answer_text
 from ecgllm.llm.scoring import PrefixCache, generate_answers, score_batched
 from ecgllm.rhythm import detect_r_peaks, rr_statistics
 
@@ -118,7 +119,7 @@ class Diagnoser:
         return Diagnosis(
             record=record, seconds=round(seconds, 2), fs_input=float(fs), fs_model=float(pre.fs), p_af=float(p_af),
             threshold=float(self.threshold), calibrated=model.calibration is not None, af=bool(af), answer=answer,
-            lang=lang, numbers_grounded=numbers_grounded(answer, evidence, lang) if cites_rhythm else True,
+            lang=lang, numbers_grounded=numbers_grounded(answer, evidence) if cites_rhythm else True,
             translations={other: answer_text(int(af), other, evidence if cites_rhythm else None)
                           for other in LANGUAGES if other != lang},
             rhythm=evidence.formatted(), aggregation=aggregation,

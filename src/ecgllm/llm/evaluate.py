@@ -15,12 +15,13 @@ from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split, subset_ids
 from ecgllm.evaluation.compare import mcnemar, paired_bootstrap
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold, evaluate_predictions, format_evaluation
+from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision
 from ecgllm.llm.calibration import Calibration
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLMEvaluationConfig, preset_evaluation
 from ecgllm.llm.data import Example, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ECGLLM
-from ecgllm.llm.prompts import DECISION, numbers_grounded, parse_decision
+from ecgllm.llm.prompts import DECISION
 from ecgllm.llm.scoring import generate_answers, score_af
 
 
@@ -43,20 +44,22 @@ def predict(model: ECGLLM, examples: list[Example], batch_size: int, max_new_tok
 def generation_report(examples: list[Example], answers: list[str], scored: np.ndarray, lang: str,
                       cites_rhythm: bool) -> dict:
     """How the generated answers relate to the labels, to the scoring decision and to the measured numbers."""
-    parsed = [parse_decision(a, lang) for a in answers]
-    parseable = [p is not None for p in parsed]
+    readings = [parse_decision(a, lang) for a in answers]
     labels = np.array([e.label for e in examples])
-    decided = np.array([p if p is not None else -1 for p in parsed])
+    decided = np.array([-1 if r.label is None else r.label for r in readings])
+    unparseable = [a for a, r in zip(answers, readings) if r is Reading.UNPARSEABLE]
     report = {
         "n": len(answers),
-        "unparseable": int(len(answers) - sum(parseable)),
-        "unparseable_examples": [a for a, ok in zip(answers, parseable) if not ok][:10],
+        "unparseable": len(unparseable),
+        "unparseable_examples": unparseable[:10],
+        # A hedge ("cannot rule out AF") decides neither way; counted apart, and as a disagreement below.
+        "uncertain": sum(r is Reading.UNCERTAIN for r in readings),
         "agreement_with_scoring": float(np.mean(decided == scored)),
         "accuracy_of_generation": float(np.mean(decided == labels)),
         "exact_decision_sentence": float(np.mean([any(a.startswith(d) for d in DECISION[lang]) for a in answers])),
     }
     if cites_rhythm:
-        grounded = [numbers_grounded(a, e.evidence, lang) for a, e in zip(answers, examples)]
+        grounded = [numbers_grounded(a, e.evidence) for a, e in zip(answers, examples)]
         report["numbers_grounded"] = float(np.mean(grounded))
         report["ungrounded_examples"] = [{"record": e.record, "answer": a, "measured": e.evidence.formatted()}
                                          for a, e, ok in zip(answers, examples, grounded) if not ok][:10]
@@ -121,7 +124,7 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
         for i, e in enumerate(test_examples):
             answer = answers[i] if generate else ""
             writer.writerow([e.record, e.label, f"{p_test[i]:.6f}", scored[i], answer,
-                             "" if not generate else parse_decision(answer, model.config.lang)])
+                             "" if not generate else parse_decision(answer, model.config.lang).value])
     return result
 
 
@@ -153,7 +156,8 @@ def format_llm_result(result: dict) -> str:
                          f"PR AUC {v['metrics']['pr_auc']:.4f}")
     if "generation" in result:
         g = result["generation"]
-        lines = [f"generation (greedy): {g['n']} answers, {g['unparseable']} unparseable",
+        lines = [f"generation (greedy): {g['n']} answers, {g['unparseable']} unparseable, "
+                 f"{g.get('uncertain', 0)} uncertain",
                  f"  agreement with scoring   {g['agreement_with_scoring']:.4f}",
                  f"  accuracy of generation   {g['accuracy_of_generation']:.4f}",
                  f"  exact decision sentence  {g['exact_decision_sentence']:.4f}"]

@@ -1,7 +1,5 @@
-"""Instructions and answers (the SPEC's Chinese verbatim, and English), rhythm evidence as text, and parsing of
-generated answers: negations never count as AF, and every cited number must equal the measured one."""
-
-import re
+"""Instructions and answers: the SPEC's Chinese verbatim, and English, with the measured rhythm as text. Reading
+generated answers is `answers.py`."""
 
 from ecgllm.rhythm import RhythmEvidence
 
@@ -41,19 +39,6 @@ EVIDENCE_ANSWER = {
 }
 CITED_FIGURES = ("rr_cv", "heart_rate_bpm")
 
-# Negated mentions are removed before looking for a positive one: "没有房颤" contains "有房颤".
-NEGATED = {
-    "zh": re.compile(r"(无|没有|未见|未发现|不符合|排除|非)\s*(房颤|心房颤动)"),
-    "en": re.compile(r"\b(no|not|without|absence of|rules? out|ruled out)\s+(signs? of\s+|evidence of\s+|"
-                     r"consistent with\s+|irregularly irregular\s+)?(atrial fibrillation|af)\b", re.IGNORECASE),
-}
-AFFIRMED = {
-    "zh": re.compile(r"(有房颤|符合房颤|房颤（AF）表现|提示房颤|为房颤)"),
-    "en": re.compile(r"(consistent with atrial fibrillation|af is present|atrial fibrillation is present|"
-                     r"shows atrial fibrillation|indicates atrial fibrillation)", re.IGNORECASE),
-}
-NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
 
 def check_language(lang: str) -> str:
     if lang not in LANGUAGES:
@@ -79,25 +64,3 @@ def answer_text(label: int, lang: str, evidence: RhythmEvidence | None = None) -
     if evidence is not None and evidence.measurable:
         text += EVIDENCE_ANSWER[lang][label].format(**evidence.formatted())
     return text
-
-
-def parse_decision(text: str, lang: str) -> int | None:
-    """1 = AF, 0 = no AF, None = unparseable (no decision, or both)."""
-    negated = NEGATED[lang].search(text) is not None
-    affirmed = AFFIRMED[lang].search(NEGATED[lang].sub(" ", text)) is not None
-    if negated == affirmed:
-        return None
-    return int(affirmed)
-
-
-def cited_numbers(text: str) -> list[str]:
-    return NUMBER.findall(text)
-
-
-def numbers_grounded(text: str, evidence: RhythmEvidence, lang: str) -> bool:
-    """True when the numbers of the answer are exactly the measured figures it should cite, in order."""
-    found = cited_numbers(text)  # the decision sentences hold no digits
-    if not evidence.measurable:
-        return found == []
-    formatted = evidence.formatted()
-    return found == [formatted[name] for name in CITED_FIGURES]
