@@ -76,3 +76,27 @@ def test_bad_files(tmp_path):
     data = (tmp_path / "cut.dat").read_bytes()
     (tmp_path / "cut.dat").write_bytes(data[: len(data) // 2])  # header says 2500 samples, data holds half
     fails(tmp_path / "cut.hea", "unreadable WFDB record|disagree|samples")
+
+
+def test_one_plausibility_rule_for_every_format(tmp_path):
+    """Samples that cannot be millivolts (an ECG in raw counts, amplitude ~+-800) are refused whatever the format,
+    with the reason and the gain to give; with the gain they read."""
+    import scipy.io
+
+    counts = np.round(ecg_mv(fs=300) * 700)
+    np.savetxt(tmp_path / "counts.csv", counts, delimiter=",")
+    np.save(tmp_path / "counts.npy", counts)
+    scipy.io.savemat(str(tmp_path / "bare.mat"), {"val": counts[None] * 100}, format="4")
+    # WFDB headers whose gain claims the counts are already millivolts
+    wfdb.wrsamp("wfdb", fs=300, units=["mV"], sig_name=["II"], p_signal=counts[:, None], fmt=["16"],
+                adc_gain=[1.0], baseline=[0], write_dir=str(tmp_path))
+    (tmp_path / "cinc").mkdir()
+    scipy.io.savemat(str(tmp_path / "cinc" / "A1.mat"), {"val": counts[None].astype(np.int16)}, format="4")
+    (tmp_path / "cinc" / "A1.hea").write_text(f"A1 1 300 {len(counts)}\nA1.mat 16+24 1/mV 16 0 0 0 0 II\n")
+    for path, settings in [("counts.csv", {"fs": 300}), ("counts.npy", {"fs": 300}), ("bare.mat", {"fs": 300}),
+                           ("wfdb.hea", {}), ("cinc/A1.mat", {})]:
+        with pytest.raises(RecordError, match=r"not a plausible ECG .*give the gain") as caught:
+            read_recording(tmp_path / path, **settings)
+        assert (tmp_path / path).name in str(caught.value)
+    assert read_recording(tmp_path / "counts.csv", fs=300, gain=700).signal.max() < 2
+    assert read_recording(tmp_path / "bare.mat", fs=300, gain=70_000).signal.max() < 2

@@ -3,7 +3,8 @@
 Formats: CinC 2017 `.mat` (`val`, with or without a WFDB header beside it), WFDB records (`.hea` with `.dat`/`.mat`
 signal files), CSV (one column, or a named/numbered `lead`), and NumPy `.npy` (1-D, or 2-D leads x samples).
 Files without a header carry no sampling rate or unit: `fs` must be given, and amplitudes are taken as millivolts
-unless `gain` (units per mV) says otherwise; values that cannot be millivolts are refused with the reason.
+unless `gain` (units per mV) says otherwise. Whatever the format, values that cannot be millivolts are refused with
+the reason (`records.validate_signal`).
 """
 
 import csv
@@ -19,7 +20,6 @@ from ecgllm.errors import RecordError
 
 SUPPORTED_SUFFIXES = (".mat", ".hea", ".dat", ".csv", ".npy")
 MIN_FS, MAX_FS = 100.0, 10_000.0  # below 100 Hz QRS complexes are lost; above 10 kHz it is not an ECG file
-MAX_PLAUSIBLE_MV = 30.0  # no surface ECG spans more than a few mV peak to peak; 30 leaves room for artefacts
 
 
 @dataclass
@@ -63,13 +63,6 @@ def _pick_lead(path: Path, leads: np.ndarray, names: list[str], lead: str | int 
         if not 0 <= index < leads.shape[0]:
             raise RecordError(path, f"lead index {index} out of range 0-{leads.shape[0] - 1}")
     return leads[index], names[index]
-
-
-def _plausible_mv(path: Path, signal: np.ndarray, how: str) -> None:
-    span = float(np.nanmax(signal) - np.nanmin(signal)) if signal.size else 0.0
-    if span > MAX_PLAUSIBLE_MV:
-        raise RecordError(path, f"amplitudes span {span:.0f} {how}, not a plausible ECG in millivolts; the values look "
-                                f"like raw ADC counts or microvolts: give the gain in units per mV (--gain)")
 
 
 def _read_wfdb(path: Path, lead) -> tuple[np.ndarray, float, str, str]:
@@ -134,9 +127,8 @@ def _read_array(path: Path, lead, gain: float | None) -> tuple[np.ndarray, str, 
     else:
         array, names = _read_table(path)
     signal, name = _pick_lead(path, array, names, lead)
-    signal = signal / (gain or 1.0)
-    _plausible_mv(path, signal[np.isfinite(signal)], "units" if gain is None else "mV")
-    return signal, name, f"{path.suffix[1:]}: " + (f"{gain:g} units per mV" if gain else "values taken as mV")
+    return signal / (gain or 1.0), name, f"{path.suffix[1:]}: " + (f"{gain:g} units per mV" if gain
+                                                                    else "values taken as mV")
 
 
 def read_recording(path: str | Path, fs: float | None = None, lead: str | int | None = None,
@@ -164,7 +156,7 @@ def read_recording(path: str | Path, fs: float | None = None, lead: str | int | 
     else:
         signal, name, source = _read_array(path, lead, gain)
     fs = check_fs(path, fs)
-    signal = validate_signal(signal, fs, str(path), min_seconds)
+    signal = validate_signal(signal, fs, str(path), min_seconds, units=source)
     return Recording(path.stem, signal, fs, name, source)
 
 

@@ -17,6 +17,9 @@ CINC_FS = 300.0
 CINC_GAIN = 1000.0  # adu per mV
 MIN_RECORD_SECONDS = 2.0  # the shortest training or evaluation record (CinC 2017 has none shorter than 9 s)
 FLAT_PEAK_TO_PEAK_MV = 0.01  # 10 µV: below the noise floor of any real ECG front end
+# No surface ECG spans more than a few mV (CinC 2017's 8528 records: at most 14 mV, artefacts included); 30 leaves
+# room for artefacts, while raw ADC counts or microvolts read as millivolts span hundreds or thousands.
+MAX_PEAK_TO_PEAK_MV = 30.0
 
 
 @dataclass
@@ -30,10 +33,11 @@ class ECGRecord:
         return len(self.signal) / self.fs
 
 
-def validate_signal(
-    signal: np.ndarray, fs: float, name: str, min_seconds: float = MIN_RECORD_SECONDS, gain: float = 1.0
-) -> np.ndarray:
-    """Return `signal / gain` (millivolts) as a 1-D float32 array, or raise RecordError saying what is wrong."""
+def validate_signal(signal: np.ndarray, fs: float, name: str, min_seconds: float = MIN_RECORD_SECONDS,
+                    gain: float = 1.0, units: str = "values taken as mV") -> np.ndarray:
+    """Return `signal / gain` (millivolts) as a 1-D float32 array, or raise RecordError saying what is wrong. Every
+    input path (files of each format, JSON samples, the training data) passes here, so one rule decides what is a
+    plausible ECG in millivolts; `units` says how the samples were turned into millivolts, for the error."""
     signal = np.asarray(signal)
     if signal.ndim == 2 and 1 in signal.shape:
         signal = signal.reshape(-1)
@@ -52,6 +56,10 @@ def validate_signal(
     peak_to_peak = float(np.ptp(signal))
     if peak_to_peak < FLAT_PEAK_TO_PEAK_MV:
         raise RecordError(name, f"flat line: peak-to-peak {peak_to_peak * 1000:.1f} µV")
+    if peak_to_peak > MAX_PEAK_TO_PEAK_MV:
+        raise RecordError(name, f"amplitudes span {peak_to_peak:.0f} mV ({units}), not a plausible ECG (at most "
+                                f"{MAX_PEAK_TO_PEAK_MV:g} mV); the values look like raw ADC counts or microvolts: "
+                                f"give the gain in units per mV (gain, --gain)")
     return signal
 
 
@@ -76,7 +84,7 @@ def load_cinc_record(mat_path: str | Path, min_seconds: float = MIN_RECORD_SECON
     if not mat_path.is_file():
         raise RecordError(mat_path, "file missing")
     fs, gain = _read_header(mat_path)
-    signal = validate_signal(read_val(mat_path), fs, str(mat_path), min_seconds, gain)
+    signal = validate_signal(read_val(mat_path), fs, str(mat_path), min_seconds, gain, f"{gain:g} adu/mV")
     return ECGRecord(name=mat_path.stem, signal=signal, fs=fs)
 
 

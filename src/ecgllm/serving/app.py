@@ -199,8 +199,10 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
             try:
                 fs = check_fs(Path(body.record), body.fs)
                 service.check_size(len(body.samples), fs, body.record)
-                signal = validate_signal(np.asarray(body.samples, dtype=np.float64) / (body.gain or 1.0), fs,
-                                         body.record, MIN_DIAGNOSIS_SECONDS)
+                signal = validate_signal(np.asarray(body.samples, dtype=np.float64), fs, body.record,
+                                         MIN_DIAGNOSIS_SECONDS, body.gain or 1.0,
+                                         f"JSON samples, {body.gain:g} units per mV" if body.gain
+                                         else "JSON samples taken as mV")
             except RecordError as error:
                 raise _error(422, str(error)) from None
             record = body.record
