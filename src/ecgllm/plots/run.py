@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
@@ -13,7 +12,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from ecgllm.plots import save_png
+from ecgllm.plots import new_figure, save_png
 
 # A system on the test records: its name -> (labels, P(AF), threshold).
 Systems = dict[str, tuple[np.ndarray, np.ndarray, float]]
@@ -26,7 +25,8 @@ def _save(fig, path: str | Path) -> Path:
 
 def plot_roc_pr(systems: Systems, path: str | Path) -> Path:
     """ROC and precision-recall curves of every system on the same axes, each with its operating point."""
-    fig, (roc, pr) = plt.subplots(1, 2, figsize=(9, 4))
+    fig = new_figure(9, 4)
+    roc, pr = fig.subplots(1, 2)
     for name, (labels, p, threshold) in systems.items():
         fpr, tpr, _ = roc_curve(labels, p)
         line, = roc.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(labels, p):.3f})", linewidth=1.2)
@@ -46,7 +46,8 @@ def plot_roc_pr(systems: Systems, path: str | Path) -> Path:
 
 
 def plot_confusion_matrices(systems: Systems, path: str | Path) -> Path:
-    fig, axes = plt.subplots(1, len(systems), figsize=(3.2 * len(systems), 3.2), squeeze=False)
+    fig = new_figure(3.2 * len(systems), 3.2)
+    axes = fig.subplots(1, len(systems), squeeze=False)
     for ax, (name, (labels, p, threshold)) in zip(axes[0], systems.items()):
         ConfusionMatrixDisplay.from_predictions(labels, (p >= threshold).astype(int), labels=[0, 1],
                                                 display_labels=["N", "AF"], ax=ax, colorbar=False, cmap="Blues")
@@ -56,7 +57,8 @@ def plot_confusion_matrices(systems: Systems, path: str | Path) -> Path:
 
 def plot_calibration(systems: Systems, path: str | Path, bins: int = 10) -> Path:
     """Reliability diagram: observed share of AF per bin of predicted P(AF) (quantile bins: AF is rare)."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    fig = new_figure(4.5, 4.2)
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="#bbbbbb", linewidth=0.6, label="perfect")
     for name, (labels, p, _) in systems.items():
         observed, predicted = calibration_curve(labels, p, n_bins=bins, strategy="quantile")
@@ -68,7 +70,8 @@ def plot_calibration(systems: Systems, path: str | Path, bins: int = 10) -> Path
 
 def plot_training_curves(encoder_history: list[dict], llm_log: list[dict], path: str | Path) -> Path:
     """Encoder: training loss and validation PR AUC per epoch. LLM: loss per optimiser step (and its running mean)."""
-    fig, (enc, llm) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig = new_figure(9, 3.4)
+    enc, llm = fig.subplots(1, 2)
     if encoder_history:
         epochs = [int(r["epoch"]) for r in encoder_history]
         enc.plot(epochs, [float(r["train_loss"]) for r in encoder_history], "o-", markersize=3, label="train loss")
