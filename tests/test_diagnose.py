@@ -76,6 +76,35 @@ def test_diagnose_with_whole_record_tokens(smoke_encoder, cinc_dir):
     result = diagnose(model, recording.signal, recording.fs, "A00001")
     assert result.aggregation == "tokens" and len(result.windows) == 7
     assert result.af == (result.p_af >= result.threshold)
+    # The bars are the encoder's own: its head on each window (the LM never saw single windows in training).
+    assert result.window_scorer == "encoder"
+    assert result.window_threshold == model.encoder.config.thresholds["center"]
+    from ecgllm.data.preprocess import record_windows
+
+    pre = model.encoder.config.preprocess
+    windows, _ = record_windows([recording.signal], "whole", pre.window, pre.stride)
+    with torch.no_grad():
+        by_encoder = torch.sigmoid(model.encoder(torch.as_tensor(windows)[:, None])).numpy()
+    # the smoke model's 2 ECG tokens pool the feature map in two overlapping halves: close to, not exactly, its mean
+    assert [w.p_af for w in result.windows] == pytest.approx(by_encoder.tolist(), abs=0.05)
+
+
+def test_a_batch_equals_one_by_one_and_goes_on_past_a_bad_recording(smoke_model_dir, cinc_dir):
+    from ecgllm.inference.diagnose import Diagnoser
+
+    model = ECGLLM.from_pretrained(smoke_model_dir)
+    diagnoser = Diagnoser(model, batch_size=2)
+    signals = [(read_recording(cinc_dir / f"{name}.mat").signal, 300.0, name) for name in ("A00001", "A00004")]
+    signals.insert(1, (signals[0][0][:600], 300.0, "too_short"))
+    signals.append((read_recording(cinc_dir / "A00005.mat").signal, 300.0, "A00005"))
+    together = diagnoser.diagnose_many(signals)
+    assert isinstance(together[1], RecordError) and "too_short" in str(together[1])
+    for (signal, fs, name), outcome in zip(signals, together):
+        if name == "too_short":
+            continue
+        alone = diagnoser(signal, fs, name)
+        assert outcome.record == name and outcome.p_af == pytest.approx(alone.p_af, abs=1e-5)
+        assert outcome.answer == alone.answer and outcome.windows == pytest.approx(alone.windows)
 
 
 def test_cli_diagnose_bundled_examples(smoke_model_dir, capsys):

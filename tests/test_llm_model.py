@@ -319,3 +319,27 @@ def test_calibration_lives_beside_the_weights(model, tmp_path):
     (tmp_path / "m" / CALIBRATION_NAME).unlink()
     legacy = ECGLLM.from_pretrained(tmp_path / "m")
     assert legacy.calibration.threshold == 0.61 and legacy.config.rhythm_prompt == model.config.rhythm_prompt
+
+
+def test_answer_continues_from_the_scoring_cache(model):
+    """score_and_answer (one pass over each prompt, the answer continued from the cache after the chosen decision
+    sentence) gives the P(AF) of score_af and the answer that generating from scratch after that sentence gives."""
+    from ecgllm.llm.scoring import score_and_answer
+
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    evidence = [RhythmEvidence(n_beats=30 + i, heart_rate_bpm=60 + 9 * i, rr_cv=0.05 * i, rmssd_ms=20, prr31=0.1,
+                               sd1_ms=15, sd2_ms=40) for i in range(3)]
+    prompts = [formatter.prompt_ids(e) for e in evidence]
+    torch.manual_seed(1)
+    features = model.projector_input(torch.randn(3, model.config.ecg_tokens, model.config.feature_dim), evidence)
+    prefix = PrefixCache(model, formatter, prompts[0])
+    p_af, decisions, continuations = score_and_answer(model, formatter, prompts, features, 0.5, 12, prefix=prefix)
+    assert p_af == pytest.approx(score_af(model, formatter, prompts, features), abs=1e-5)
+    assert decisions == [int(p >= 0.5) for p in p_af]
+    forced = score_and_answer(model, formatter, prompts, features, 0.5, 12, [1, 0, 1], prefix)[1]
+    assert forced == [1, 0, 1]
+    decision_ids = formatter.decision_ids()
+    for i, decision in enumerate(decisions):
+        scratch = generate_answers(model, formatter, [prompts[i] + list(decision_ids[decision])], features[i:i + 1],
+                                   12)[0]
+        assert continuations[i] == scratch

@@ -20,6 +20,7 @@ FLAT_PEAK_TO_PEAK_MV = 0.01  # 10 µV: below the noise floor of any real ECG fro
 # No surface ECG spans more than a few mV (CinC 2017's 8528 records: at most 14 mV, artefacts included); 30 leaves
 # room for artefacts, while raw ADC counts or microvolts read as millivolts span hundreds or thousands.
 MAX_PEAK_TO_PEAK_MV = 30.0
+MAX_MAT_VALUES = 20_000_000  # a day of one lead at 200 Hz; a larger MATLAB variable is not one recording
 
 
 @dataclass
@@ -89,12 +90,20 @@ def load_cinc_record(mat_path: str | Path, min_seconds: float = MIN_RECORD_SECON
 
 
 def read_val(mat_path: Path) -> np.ndarray:
-    """The raw `val` array of a CinC-style MATLAB file; RecordError if the file is not one."""
+    """The raw `val` array of a CinC-style MATLAB file; RecordError if the file is not one. The variables' shapes are
+    read from their headers first, so a (compressed) variable too big for one recording is refused before anything is
+    decompressed, and other variables are skipped unread."""
     try:
-        contents = scipy.io.loadmat(str(mat_path))
+        shapes = {name: shape for name, shape, _ in scipy.io.whosmat(str(mat_path))}
+        if "val" not in shapes:
+            found = ", ".join(sorted(shapes)) or "nothing"
+            raise RecordError(mat_path, f"no variable 'val' in the file (found: {found})")
+        n_values = int(np.prod(shapes["val"], dtype=np.int64))
+        if n_values > MAX_MAT_VALUES:
+            raise RecordError(mat_path, f"variable 'val' of shape {shapes['val']} holds {n_values} values, more than "
+                                        f"{MAX_MAT_VALUES} (one recording)")
+        return scipy.io.loadmat(str(mat_path), variable_names=["val"])["val"]
+    except RecordError:
+        raise
     except Exception as error:  # scipy raises ValueError, TypeError, OSError... for non-MAT bytes
         raise RecordError(mat_path, f"unreadable: not a MATLAB file ({type(error).__name__}: {error})") from None
-    if "val" not in contents:
-        found = sorted(key for key in contents if not key.startswith("__"))
-        raise RecordError(mat_path, f"no variable 'val' in the file (found: {', '.join(found) or 'nothing'})")
-    return contents["val"]

@@ -1,4 +1,5 @@
-"""Diagnosing many files: each is read and diagnosed on its own, a bad one is reported and the rest go on.
+"""Diagnosing many files: each is read on its own and diagnosed in batches of `batch_size` recordings (the model runs
+once per batch); a bad file is reported and the rest go on.
 
 Used by `ecgllm diagnose` and by the server (one recording's pictures); results follow diagnosis.schema.json.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgllm.data.readers import ReadSettings, expand_inputs, read_recording
+from ecgllm.data.readers import ReadSettings, Recording, expand_inputs, read_recording
 from ecgllm.errors import RecordError
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
 from ecgllm.llm.modeling_ecgllm import ECGLLM
@@ -65,35 +66,50 @@ def diagnosis_pictures(result: Diagnosis, signal: np.ndarray, fs: float) -> dict
     from ecgllm.plots.ecg import plot_ecg_strip, plot_rr
 
     strip, rr = io.BytesIO(), io.BytesIO()
-    plot_ecg_strip(signal, fs, strip, result.r_peaks_s, [vars(w) for w in result.windows], result.threshold,
-                   result.record)
+    plot_ecg_strip(signal, fs, strip, result.r_peaks_s, [vars(w) for w in result.windows], result.window_threshold,
+                   result.record, result.window_scorer)
     plot_rr(result.r_peaks_s, rr, result.record)
     return {"strip": strip.getvalue(), "rr": rr.getvalue()}
 
 
 def diagnose_files(model: ECGLLM, paths: list[str | Path], read: ReadSettings | None = None,
                    pictures_dir: Path | None = None,
-                   on_done: Callable[[Path, Diagnosis | RecordError], None] | None = None) -> BatchDiagnosis:
+                   on_done: Callable[[Path, Diagnosis | RecordError], None] | None = None,
+                   batch_size: int = 16) -> BatchDiagnosis:
     """Diagnose every recording among `paths` (folders are expanded), read as `read` says for files without a
     header; with `pictures_dir`, write each one's `{record}_strip.png` and `{record}_rr.png` there.
     `on_done(path, result or error)` follows the progress."""
     read = read or ReadSettings()
-    diagnoser = Diagnoser(model)
+    diagnoser = Diagnoser(model, batch_size)
     batch = BatchDiagnosis()
+    pending: list[tuple[Path, Recording]] = []
+
+    def report(path: Path, outcome: Diagnosis | RecordError, recording: Recording | None = None) -> None:
+        if isinstance(outcome, RecordError):
+            batch.failures.append(Failure(str(path), outcome.reason))
+        else:
+            batch.results.append(outcome)
+            if pictures_dir is not None:
+                pictures_dir.mkdir(parents=True, exist_ok=True)
+                for name, png in diagnosis_pictures(outcome, recording.signal, recording.fs).items():
+                    (pictures_dir / f"{outcome.record}_{name}.png").write_bytes(png)
+        if on_done:
+            on_done(path, outcome)
+
+    def run_pending() -> None:
+        outcomes = diagnoser.diagnose_many([(r.signal, r.fs, r.name) for _, r in pending])
+        for (path, recording), outcome in zip(pending, outcomes):
+            report(path, outcome, recording)
+        pending.clear()
+
     for path in expand_inputs(paths):
         try:
-            recording = read_recording(path, read.fs, read.lead, read.gain, min_seconds=MIN_DIAGNOSIS_SECONDS)
-            result = diagnoser(recording.signal, recording.fs, recording.name)
+            pending.append((path, read_recording(path, read.fs, read.lead, read.gain,
+                                                 min_seconds=MIN_DIAGNOSIS_SECONDS)))
         except RecordError as error:
-            batch.failures.append(Failure(str(path), error.reason))
-            if on_done:
-                on_done(path, error)
-            continue
-        batch.results.append(result)
-        if pictures_dir is not None:
-            pictures_dir.mkdir(parents=True, exist_ok=True)
-            for name, png in diagnosis_pictures(result, recording.signal, recording.fs).items():
-                (pictures_dir / f"{result.record}_{name}.png").write_bytes(png)
-        if on_done:
-            on_done(path, result)
+            report(path, error)
+        if len(pending) == batch_size:
+            run_pending()
+    if pending:
+        run_pending()
     return batch

@@ -35,13 +35,14 @@ class PrefixCache:
         return cache
 
 
-@torch.no_grad()
-def score_af(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
-             prefix: PrefixCache | None = None) -> np.ndarray:
-    """P(AF) = sigmoid(log p(AF sentence | prompt) - log p(normal sentence | prompt)).
+def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
+                   prefix: PrefixCache | None, keep_cache: bool):
+    """The log-likelihood of each decision sentence after each prompt: [n, 2] (normal, AF).
 
     The prompts run once (left-padded, keeping their key/value cache; with `prefix`, only the part after the shared
-    prefix runs); the cache is duplicated and both decision sentences run on it in one batched pass.
+    prefix runs); the cache is duplicated and both decision sentences run on it in one batched pass. With
+    `keep_cache`, also returns what continuing after a sentence needs: the cache of that pass (rows b0 normal, b0 AF,
+    b1 normal, ...), its attention mask [2n, T] and the logits that follow each sentence [2n, V].
     """
     model.eval()
     device = model.device
@@ -68,12 +69,61 @@ def score_af(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], 
     continuation_mask = decision_mask.repeat(n, 1).to(device)
     mask = torch.cat([mask.repeat_interleave(2, 0), continuation_mask], dim=1)
     positions = (mask.cumsum(-1) - 1)[:, -continuation.shape[1]:]
-    rest = model.lm(input_ids=continuation, attention_mask=mask, position_ids=positions, cache=cache,
-                    use_cache=False).logits.float()  # position t predicts token t + 1
+    out = model.lm(input_ids=continuation, attention_mask=mask, position_ids=positions, cache=cache,
+                   use_cache=keep_cache)
+    rest = out.logits.float()  # position t predicts token t + 1
     logits = torch.cat([first.unsqueeze(1), rest[:, :-1]], dim=1)  # [2n, Ld, V]
     token_ll = torch.log_softmax(logits, -1).gather(-1, continuation.unsqueeze(-1)).squeeze(-1) * continuation_mask
     sentence_ll = token_ll.sum(-1).view(n, 2)
+    if not keep_cache:
+        return sentence_ll
+    after = rest[torch.arange(2 * n, device=device), continuation_mask.sum(-1) - 1]  # [2n, V]: after each sentence
+    return sentence_ll, out.cache, mask, after
+
+
+@torch.no_grad()
+def score_af(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
+             prefix: PrefixCache | None = None) -> np.ndarray:
+    """P(AF) = sigmoid(log p(AF sentence | prompt) - log p(normal sentence | prompt))."""
+    sentence_ll = _decision_pass(model, formatter, prompts, features, prefix, keep_cache=False)
     return torch.sigmoid(sentence_ll[:, 1] - sentence_ll[:, 0]).cpu().numpy()
+
+
+def _end_tokens(tokenizer) -> list[int]:
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return [t for t in {tokenizer.eos_token_id, end_of_turn} if t is not None and t != tokenizer.unk_token_id]
+
+
+@torch.no_grad()
+def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
+                     threshold: float, max_new_tokens: int = 48, decisions: list[int] | None = None,
+                     prefix: PrefixCache | None = None) -> tuple[np.ndarray, list[int], list[str]]:
+    """P(AF), the decision, and the rest of the answer, from one pass over each prompt: the decision is the sentence
+    whose log-odds clear logit(threshold) (or `decisions`, when the caller decided otherwise), and the answer goes on
+    greedily from the key/value cache of prompt + that sentence, never running the prompt again.
+    Returns P(AF) [n], decisions (0/1) and the generated continuations (after the decision sentence)."""
+    sentence_ll, cache, mask, after = _decision_pass(model, formatter, prompts, features, prefix, keep_cache=True)
+    log_odds = sentence_ll[:, 1] - sentence_ll[:, 0]
+    if decisions is None:
+        decisions = (log_odds >= float(np.log(threshold / (1 - threshold)))).long().tolist()
+    rows = torch.arange(len(prompts), device=mask.device) * 2 + torch.tensor(decisions, device=mask.device)
+    cache.batch_select_indices(rows)
+    mask, logits = mask[rows], after[rows]
+    ends = torch.tensor(_end_tokens(formatter.tokenizer), device=mask.device)
+    pad_id = formatter.tokenizer.pad_token_id
+    generated, done = [], torch.zeros(len(prompts), dtype=torch.bool, device=mask.device)
+    for _ in range(max_new_tokens):
+        token = logits.argmax(-1).masked_fill(done, pad_id)  # [n]
+        generated.append(token)
+        done |= torch.isin(token, ends)
+        if done.all():
+            break
+        mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
+        out = model.lm(input_ids=token[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+                       cache=cache, use_cache=True)
+        cache, logits = out.cache, out.logits[:, -1].float()
+    tokens = torch.stack(generated, 1) if generated else torch.zeros(len(prompts), 0, dtype=torch.long)
+    return torch.sigmoid(log_odds).cpu().numpy(), decisions, [formatter.decode(row) for row in tokens]
 
 
 class DecisionBias(LogitsProcessor):
@@ -106,12 +156,11 @@ def generate_answers(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
     tokenizer = formatter.tokenizer
     ids, mask = pad(prompts, tokenizer.pad_token_id, side="left")
     embeddings = model.embed(ids.to(model.device), features.to(model.device))
-    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    eos = [t for t in {tokenizer.eos_token_id, end_of_turn} if t is not None and t != tokenizer.unk_token_id]
     processors = LogitsProcessorList([DecisionBias(*formatter.decision_ids(), threshold)] if threshold else [])
     out = model.lm.generate(inputs_embeds=embeddings, attention_mask=mask.to(model.device),
                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                            eos_token_id=eos, temperature=None, top_p=None, top_k=None, logits_processor=processors)
+                            eos_token_id=_end_tokens(tokenizer), temperature=None, top_p=None, top_k=None,
+                            logits_processor=processors)
     return [formatter.decode(row) for row in out]
 
 

@@ -32,7 +32,7 @@ def _paper_grid(ax, seconds: float, low_mv: float, high_mv: float) -> None:
 
 
 def plot_ecg_strip(signal: np.ndarray, fs: float, path: str | Path | BinaryIO, r_peaks_s=(), windows=(),
-                   threshold: float | None = None, title: str = ""):
+                   threshold: float | None = None, title: str = "", window_scorer: str = "llm"):
     """`signal` in mV; rows of 10 s at true paper scale; R peaks marked; each window's P(AF) shaded under it."""
     seconds = len(signal) / fs
     shown_seconds = min(seconds, MAX_STRIP_SECONDS)
@@ -70,7 +70,8 @@ def plot_ecg_strip(signal: np.ndarray, fs: float, path: str | Path | BinaryIO, r
         ax.set_ylim(low, high)
         ax.set_aspect(GAIN_MM_MV / PAPER_SPEED_MM_S)  # 1 s = 25 mm, 1 mV = 10 mm
         ax.text(0.05, high - 0.15, f"{start:.0f} s", fontsize=6, color="#555555", va="top")
-    legend = "25 mm/s, 10 mm/mV; ▼ R peaks; bar: P(AF) per 8-s window"
+    scorer = "encoder" if window_scorer == "encoder" else "LLM"
+    legend = f"25 mm/s, 10 mm/mV; ▼ R peaks; bar: P(AF) per 8-s window ({scorer})"
     if threshold is not None:
         legend += f" (red: ≥ threshold {threshold:.2f})"
     if clipped[:int(shown_seconds * fs)].any():
