@@ -1,15 +1,22 @@
 """`ecgllm serve`: the HTTP API and the page, on FastAPI.
 
-The model is loaded once. Requests are read and checked in the server's thread pool; the model itself runs one
-request at a time behind a lock (torch already uses every core for one request), and at most `max_waiting` requests
-may wait for it before the server answers 503. Every failure is a JSON `{"detail": ...}` with a 4xx status that says
-what was wrong; an unexpected error is logged here and answered with a bare 500, never a stack trace.
+The model is loaded once. Nothing slow runs on the event loop: bodies are read under a size limit as they stream
+(chunked or not), then parsed, checked and read in the thread pool. Requests that arrive together are gathered for a
+few milliseconds and diagnosed as one batch by a single model thread (the model runs once for all of them; a bad
+recording fails alone). At most `max_waiting` requests may be in the service (queued, diagnosed or being drawn)
+before the server answers 503. Pictures are drawn in the thread pool within that limit; one that fails is left out
+with a note, and the diagnosis is kept. Every failure is a JSON `{"detail": ...}` with a 4xx status that says what
+was wrong; an unexpected error is logged here and answered with a bare 500, never a stack trace.
 """
 
+import asyncio
 import base64
 import logging
+import queue
 import tempfile
 import threading
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException
 
 from ecgllm import __version__
-from ecgllm.data.readers import SUPPORTED_SUFFIXES, check_fs, read_recording
+from ecgllm.data.readers import SUPPORTED_SUFFIXES, Recording, check_fs, read_recording
 from ecgllm.data.records import validate_signal
 from ecgllm.errors import RecordError
 from ecgllm.examples import example_records
@@ -32,6 +39,7 @@ from ecgllm.llm.calibration import decision_threshold
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and fields around the uploaded file(s)
 
 
 @dataclass
@@ -40,6 +48,8 @@ class ServeLimits:
     max_seconds: float = 600.0  # 10 min: longer recordings belong to `ecgllm diagnose`, not to a request
     max_samples: int = 600_000  # 10 min at 1 kHz
     max_waiting: int = 32
+    max_batch: int = 16  # recordings diagnosed together
+    batch_wait_s: float = 0.01  # how long the first request of a batch waits for others
 
 
 class SamplesRequest(BaseModel):
@@ -53,15 +63,56 @@ def _error(status: int, detail) -> HTTPException:
     return HTTPException(status_code=status, detail=detail)
 
 
+class BodyLimit:
+    """ASGI middleware: a body larger than `limit` bytes is refused (413) as it streams, whether it declares its
+    length or comes chunked, before the application has held more than `limit` bytes of it."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    def _too_large(self) -> str:
+        return f"request body larger than {self.limit // (1024 * 1024)} MB"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            return await JSONResponse({"detail": self._too_large()}, status_code=413)(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _error(413, self._too_large())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+@dataclass
+class _Job:
+    signal: np.ndarray
+    fs: float
+    record: str
+    done: Future
+
+
 class DiagnosisService:
-    """The loaded model behind a lock, with a bounded number of requests waiting for it."""
+    """The loaded model behind one thread that diagnoses waiting requests in batches, with a bounded number of
+    requests in the service."""
 
     def __init__(self, model, limits: ServeLimits):
         self.model = model
         self.limits = limits
-        self._diagnoser: Diagnoser | None = None  # made by the first request, inside the lock
-        self._lock = threading.Lock()
-        self._waiting = threading.BoundedSemaphore(limits.max_waiting + 1)
+        self._jobs: queue.Queue[_Job] = queue.Queue()
+        self._slots = threading.BoundedSemaphore(limits.max_waiting)
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def check_size(self, n_samples: int, fs: float, record: str) -> None:
         seconds = n_samples / fs
@@ -71,23 +122,75 @@ class DiagnosisService:
         if n_samples > self.limits.max_samples:
             raise _error(413, f"{record}: {n_samples} samples; at most {self.limits.max_samples}")
 
-    def run(self, signal: np.ndarray, fs: float, record: str) -> Diagnosis:
-        self.check_size(len(signal), fs, record)
-        if not self._waiting.acquire(blocking=False):
+    @asynccontextmanager
+    async def slot(self):
+        """A place in the service for one request (its diagnosis and pictures), or 503 when all are taken."""
+        if not self._slots.acquire(blocking=False):
             raise _error(503, "the server is busy; try again shortly")
         try:
-            with self._lock:
-                self._diagnoser = self._diagnoser or Diagnoser(self.model)
-                return self._diagnoser(signal, fs, record)
-        except RecordError as error:
-            raise _error(422, str(error)) from None
+            yield
         finally:
-            self._waiting.release()
+            self._slots.release()
+
+    async def diagnose(self, signal: np.ndarray, fs: float, record: str) -> Diagnosis:
+        self.check_size(len(signal), fs, record)
+        with self._start_lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._serve_batches, name="ecgllm-model", daemon=True)
+                self._worker.start()
+        job = _Job(signal, fs, record, Future())
+        self._jobs.put(job)
+        outcome = await asyncio.wrap_future(job.done)
+        if isinstance(outcome, RecordError):
+            raise _error(422, str(outcome))
+        return outcome
+
+    def _serve_batches(self) -> None:
+        diagnoser = None
+        while True:
+            batch = [self._jobs.get()]
+            try:
+                while len(batch) < self.limits.max_batch:
+                    batch.append(self._jobs.get(timeout=self.limits.batch_wait_s))
+            except queue.Empty:
+                pass
+            try:
+                diagnoser = diagnoser or Diagnoser(self.model, self.limits.max_batch)
+                outcomes = diagnoser.diagnose_many([(job.signal, job.fs, job.record) for job in batch])
+            except Exception as error:  # the model failed: every request of the batch hears of it
+                logger.exception("diagnosing a batch of %d failed", len(batch))
+                outcomes = [error] * len(batch)
+            for job, outcome in zip(batch, outcomes):
+                if isinstance(outcome, Exception) and not isinstance(outcome, RecordError):
+                    job.done.set_exception(outcome)
+                else:
+                    job.done.set_result(outcome)
 
 
 def _pictures(result: Diagnosis, signal: np.ndarray, fs: float) -> dict:
-    return {f"{name}_png": base64.b64encode(png).decode()
-            for name, png in diagnosis_pictures(result, signal, fs).items()}
+    """The PNGs as base64, or a note saying why there are none: a picture never costs the diagnosis."""
+    try:
+        return {f"{name}_png": base64.b64encode(png).decode()
+                for name, png in diagnosis_pictures(result, signal, fs).items()}
+    except Exception as error:
+        logger.exception("drawing the pictures of %s failed", result.record)
+        return {"note": f"the pictures could not be drawn ({type(error).__name__}); the diagnosis stands"}
+
+
+def _samples_recording(body: bytes) -> Recording:
+    """A JSON body of samples -> a validated recording; 422 naming what is wrong."""
+    try:
+        request = SamplesRequest.model_validate_json(body)
+    except ValueError as error:
+        raise _error(422, f"invalid JSON body: {error}") from None
+    units = f"JSON samples, {request.gain:g} units per mV" if request.gain else "JSON samples taken as mV"
+    try:
+        fs = check_fs(Path(request.record), request.fs)
+        signal = validate_signal(np.asarray(request.samples, dtype=np.float64), fs, request.record,
+                                 MIN_DIAGNOSIS_SECONDS, request.gain or 1.0, units)
+    except RecordError as error:
+        raise _error(422, str(error)) from None
+    return Recording(request.record, signal, fs, "0", units)
 
 
 async def _save_uploads(form, folder: Path, limit: int) -> list[Path]:
@@ -122,14 +225,36 @@ def _pick_main_file(paths: list[Path]) -> Path:
     return headers[0] if headers else paths[0]
 
 
-def _optional_float(form, name: str) -> float | None:
+def _form_text(form, name: str) -> str | None:
     value = form.get(name)
-    if value in (None, ""):
+    if value is not None and not isinstance(value, str):
+        raise _error(422, f"field {name!r} must be text, not a file")
+    return value or None
+
+
+def _form_float(form, name: str) -> float | None:
+    value = _form_text(form, name)
+    if value is None:
         return None
     try:
         return float(value)
     except ValueError:
-        raise _error(422, f"field {name!r} must be a number, got {value!r}") from None
+        raise _error(422, f"field {name!r} must be a number, got {value[:50]!r}") from None
+
+
+async def _uploaded_recording(request: Request, limits: ServeLimits) -> Recording:
+    try:
+        form = await request.form(max_files=4, max_fields=8)
+    except MultiPartException as error:
+        raise _error(422, f"malformed upload: {error.message}") from None
+    fs, lead, gain = _form_float(form, "fs"), _form_text(form, "lead"), _form_float(form, "gain")
+    with tempfile.TemporaryDirectory() as folder:
+        main_file = _pick_main_file(await _save_uploads(form, Path(folder), limits.max_upload_bytes))
+        try:
+            return await run_in_threadpool(read_recording, main_file, fs, lead, gain,
+                                           min_seconds=MIN_DIAGNOSIS_SECONDS)
+        except RecordError as error:
+            raise _error(422, f"{main_file.name}: {error.reason}") from None
 
 
 def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
@@ -140,15 +265,8 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
                   description="Screens a single-lead ECG for atrial fibrillation and explains the answer. "
                               "Results have the schema of `ecgllm diagnose --json` (one `diagnosis`).")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit, limit=limits.max_upload_bytes + MULTIPART_OVERHEAD)
     examples = example_records()
-
-    @app.middleware("http")
-    async def refuse_big_bodies(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes + 64 * 1024:
-            return JSONResponse({"detail": f"request body of {int(length) // (1024 * 1024)} MB is larger than "
-                                           f"{limits.max_upload_bytes // (1024 * 1024)} MB"}, status_code=413)
-        return await call_next(request)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception):
@@ -192,41 +310,17 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
         """Diagnose one recording: a multipart upload, or JSON samples with their sampling rate."""
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/json"):
-            try:
-                body = SamplesRequest.model_validate_json(await request.body())
-            except ValueError as error:
-                raise _error(422, f"invalid JSON body: {error}") from None
-            try:
-                fs = check_fs(Path(body.record), body.fs)
-                service.check_size(len(body.samples), fs, body.record)
-                signal = validate_signal(np.asarray(body.samples, dtype=np.float64), fs, body.record,
-                                         MIN_DIAGNOSIS_SECONDS, body.gain or 1.0,
-                                         f"JSON samples, {body.gain:g} units per mV" if body.gain
-                                         else "JSON samples taken as mV")
-            except RecordError as error:
-                raise _error(422, str(error)) from None
-            record = body.record
+            recording = await run_in_threadpool(_samples_recording, await request.body())
         elif content_type.startswith("multipart/form-data"):
-            try:
-                form = await request.form(max_files=4, max_fields=8)
-            except MultiPartException as error:
-                raise _error(422, f"malformed upload: {error.message}") from None
-            with tempfile.TemporaryDirectory() as folder:
-                main_file = _pick_main_file(await _save_uploads(form, Path(folder), limits.max_upload_bytes))
-                lead = form.get("lead") or None
-                try:
-                    recording = read_recording(main_file, _optional_float(form, "fs"), lead,
-                                               _optional_float(form, "gain"), min_seconds=MIN_DIAGNOSIS_SECONDS)
-                except RecordError as error:
-                    raise _error(422, f"{main_file.name}: {error.reason}") from None
-            service.check_size(len(recording.signal), recording.fs, main_file.name)
-            signal, fs, record = recording.signal, recording.fs, recording.name
+            recording = await _uploaded_recording(request, limits)
         else:
             raise _error(415, "send multipart/form-data with a `file`, or application/json with `samples` and `fs`")
-        result = await run_in_threadpool(service.run, signal, fs, record)
-        out = result.to_dict()
-        if pictures:
-            out["pictures"] = await run_in_threadpool(_pictures, result, signal, fs)
+        service.check_size(len(recording.signal), recording.fs, recording.name)
+        async with service.slot():
+            result = await service.diagnose(recording.signal, recording.fs, recording.name)
+            out = result.to_dict()
+            if pictures:
+                out["pictures"] = await run_in_threadpool(_pictures, result, recording.signal, recording.fs)
         return out
 
     return app

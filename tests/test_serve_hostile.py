@@ -1,0 +1,144 @@
+"""`ecgllm serve` as its own process under hostile input: every bad request answers 4xx quickly, the server's memory
+stays near its idle level, and the event loop keeps answering while a large upload is parsed."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import scipy.io
+import wfdb
+
+from test_serve import free_port
+
+LIMIT_MB = 10
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM)."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.fixture(scope="module")
+def served(smoke_run):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "ecgllm.cli", "-q", "serve", "--model", str(smoke_run),
+                                "--port", str(port), "--max-upload-mb", str(LIMIT_MB)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(process.stdout.read().decode()[-3000:])
+    yield url, process.pid
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def ecg_counts(seconds: float, fs: float = 300.0, amplitude: float = 800.0) -> np.ndarray:
+    """An ECG-like trace in raw ADC counts (+-800): numbers that cannot be millivolts."""
+    t = np.arange(int(seconds * fs)) / fs
+    return np.sin(2 * np.pi * 1.1 * t) ** 63 * amplitude + np.sin(2 * np.pi * 0.3 * t) * 50
+
+
+def chunks(data: bytes, size: int = 1 << 20):
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def wfdb_bomb(folder) -> list:
+    wfdb.wrsamp("bomb", fs=300, units=["mV"], sig_name=["II"], p_signal=ecg_counts(10)[:, None], fmt=["16"],
+                adc_gain=[1.0], baseline=[0], write_dir=str(folder))
+    return [("file", ("bomb.hea", (folder / "bomb.hea").read_bytes())),
+            ("file", ("bomb.dat", (folder / "bomb.dat").read_bytes()))]
+
+
+def mat_bomb() -> bytes:
+    """A compressed MATLAB file of 190 kB holding 100 million zeros (200 MB once decompressed)."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"val": np.zeros((1, 100_000_000), np.int16)}, do_compression=True)
+    return buffer.getvalue()
+
+
+def test_hostile_requests_are_refused_quickly_within_bounded_memory(served, tmp_path):
+    url, pid = served
+    warm = httpx.post(f"{url}/v1/diagnose", json={"samples": (ecg_counts(10) / 800).tolist(), "fs": 300},
+                      timeout=120)
+    assert warm.status_code == 200, warm.text
+    idle = peak_rss_mb(pid)
+    oversized_json = json.dumps({"samples": [0.5] * 3_000_000, "fs": 300}).encode()  # ~15 MB, no length given
+    oversized_npy = io.BytesIO()
+    np.save(oversized_npy, np.zeros(3_000_000))  # 24 MB
+    boundary = "hostile"
+    oversized_form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.npy\"\r\n"
+                      f"Content-Type: application/octet-stream\r\n\r\n").encode() + oversized_npy.getvalue() + \
+        f"\r\n--{boundary}--\r\n".encode()
+    bomb_mat, bomb_wfdb = mat_bomb(), wfdb_bomb(tmp_path)
+    cases = {
+        "amplitude bomb as JSON": lambda: httpx.post(
+            f"{url}/v1/diagnose?pictures=true", json={"samples": ecg_counts(10).tolist(), "fs": 300}, timeout=30),
+        "amplitude bomb as WFDB": lambda: httpx.post(f"{url}/v1/diagnose?pictures=true", files=bomb_wfdb,
+                                                     timeout=30),
+        "chunked oversized JSON": lambda: httpx.post(
+            f"{url}/v1/diagnose", content=chunks(oversized_json), headers={"content-type": "application/json"},
+            timeout=30),
+        "chunked oversized multipart": lambda: httpx.post(
+            f"{url}/v1/diagnose", content=chunks(oversized_form),
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"}, timeout=30),
+        "compressed MAT bomb": lambda: httpx.post(f"{url}/v1/diagnose", files={"file": ("bomb.mat", bomb_mat)},
+                                                  data={"fs": "300"}, timeout=30),
+        "a file in fs": lambda: httpx.post(f"{url}/v1/diagnose", files={
+            "file": ("x.npy", b"\x93NUMPY"), "fs": ("fs.csv", b"300")}, timeout=30),
+    }
+    expected = {"amplitude bomb as JSON": (422, "gain"), "amplitude bomb as WFDB": (422, "gain"),
+                "chunked oversized JSON": (413, "larger than"), "chunked oversized multipart": (413, "larger than"),
+                "compressed MAT bomb": (422, "100000000 values"), "a file in fs": (422, "'fs'")}
+    for name, send in cases.items():
+        started = time.perf_counter()
+        try:
+            response = send()
+        except httpx.WriteError:  # the server answered and closed while the rest of the body was still being sent
+            assert name.startswith("chunked"), name
+            continue
+        seconds = time.perf_counter() - started
+        status, words = expected[name]
+        assert response.status_code == status and words in response.text, (name, response.text[:300])
+        assert seconds < 2.0, (name, seconds)
+    assert peak_rss_mb(pid) - idle < 300, (idle, peak_rss_mb(pid))
+    assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_health_answers_while_a_long_csv_is_parsed(served):
+    url, _ = served
+    fs = 1000
+    t = np.arange(600 * fs) / fs
+    csv_text = "\n".join(f"{v:.4f}" for v in np.sin(2 * np.pi * 1.1 * t) ** 63).encode()  # 10 min at 1 kHz
+    answer = {}
+    upload = threading.Thread(target=lambda: answer.update(response=httpx.post(
+        f"{url}/v1/diagnose", files={"file": ("long.csv", csv_text)}, data={"fs": str(fs)}, timeout=300)))
+    upload.start()
+    time.sleep(0.5)  # the upload is being received and parsed
+    latencies = []
+    while upload.is_alive() and len(latencies) < 50:
+        started = time.perf_counter()
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.05)
+    upload.join()
+    assert answer["response"].status_code == 200, answer["response"].text[:300]
+    assert len(latencies) >= 3 and max(latencies) < 0.1, latencies
