@@ -21,11 +21,16 @@ LIMIT_MB = 10
 
 
 def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM)."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
+    """Peak resident memory so far (VmHWM) of the server and of the processes it started (its reader)."""
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        children += open(f"/proc/{pid}/task/{task}/children").read().split()
+    total = 0.0
+    for process in [pid, *map(int, children)]:
+        for line in open(f"/proc/{process}/status"):
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 @pytest.fixture(scope="module")
@@ -124,21 +129,22 @@ def test_hostile_requests_are_refused_quickly_within_bounded_memory(served, tmp_
 
 
 def test_health_answers_while_a_long_csv_is_parsed(served):
+    """A 10-minute CSV at 1 kHz (8 MB of text) in raw counts: parsed whole, then refused; meanwhile /healthz answers
+    at once."""
     url, _ = served
     fs = 1000
-    t = np.arange(600 * fs) / fs
-    csv_text = "\n".join(f"{v:.4f}" for v in np.sin(2 * np.pi * 1.1 * t) ** 63).encode()  # 10 min at 1 kHz
+    csv_text = "\n".join(f"{v:.1f}" for v in ecg_counts(600, fs)).encode()
     answer = {}
     upload = threading.Thread(target=lambda: answer.update(response=httpx.post(
         f"{url}/v1/diagnose", files={"file": ("long.csv", csv_text)}, data={"fs": str(fs)}, timeout=300)))
     upload.start()
-    time.sleep(0.5)  # the upload is being received and parsed
     latencies = []
-    while upload.is_alive() and len(latencies) < 50:
-        started = time.perf_counter()
-        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-        latencies.append(time.perf_counter() - started)
-        time.sleep(0.05)
+    with httpx.Client(timeout=5) as client:  # one client: a new one costs ~50 ms of its own (its TLS context)
+        while upload.is_alive():
+            started = time.perf_counter()
+            assert client.get(f"{url}/healthz").status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.05)
     upload.join()
-    assert answer["response"].status_code == 200, answer["response"].text[:300]
-    assert len(latencies) >= 3 and max(latencies) < 0.1, latencies
+    assert answer["response"].status_code == 422 and "gain" in answer["response"].text
+    assert len(latencies) >= 5 and max(latencies) < 0.1, latencies

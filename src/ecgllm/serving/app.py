@@ -1,7 +1,8 @@
 """`ecgllm serve`: the HTTP API and the page, on FastAPI.
 
-The model is loaded once. Nothing slow runs on the event loop: bodies are read under a size limit as they stream
-(chunked or not), then parsed, checked and read in the thread pool. Requests that arrive together are gathered for a
+The model is loaded once. Nothing slow runs on the event loop: bodies are received under a size limit as they stream
+(chunked or not), then parsed, checked and read into recordings in a reader process (`uploads.py`), so that neither
+the loop nor its interpreter lock waits on them. Requests that arrive together are gathered for a
 few milliseconds and diagnosed as one batch by a single model thread (the model runs once for all of them; a bad
 recording fails alone). At most `max_waiting` requests may be in the service (queued, diagnosed or being drawn)
 before the server answers 503. Pictures are drawn in the thread pool within that limit; one that fails is left out
@@ -12,10 +13,11 @@ was wrong; an unexpected error is logged here and answered with a bare 500, neve
 import asyncio
 import base64
 import logging
+import multiprocessing
 import queue
-import tempfile
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +26,16 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.formparsers import MultiPartException
 
 from ecgllm import __version__
-from ecgllm.data.readers import SUPPORTED_SUFFIXES, Recording, check_fs, read_recording
-from ecgllm.data.records import validate_signal
+from ecgllm.data.readers import Recording
 from ecgllm.errors import RecordError
 from ecgllm.examples import example_records
 from ecgllm.inference.batch import diagnosis_pictures
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
 from ecgllm.llm.calibration import decision_threshold
+from ecgllm.serving import uploads
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -50,13 +50,6 @@ class ServeLimits:
     max_waiting: int = 32
     max_batch: int = 16  # recordings diagnosed together
     batch_wait_s: float = 0.01  # how long the first request of a batch waits for others
-
-
-class SamplesRequest(BaseModel):
-    samples: list[float] = Field(description="one lead, in millivolts unless `gain` is given")
-    fs: float = Field(description="sampling rate in Hz (100-10000)")
-    gain: float | None = Field(None, gt=0, description="units per mV, when the samples are not in mV")
-    record: str = Field("recording", max_length=200)
 
 
 def _error(status: int, detail) -> HTTPException:
@@ -92,6 +85,36 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class RecordingReader:
+    """The reader process: turns request bodies into recordings away from the event loop; a crashed one (e.g. out of
+    memory) is replaced, and its request answered 422."""
+
+    def __init__(self):
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        # spawn, not fork: a forked copy of a process running torch threads can deadlock
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool.submit(uploads.ready)
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    async def read(self, function, *args) -> Recording:
+        if self._pool is None:
+            self.start()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+        except uploads.UploadRefused as refused:
+            raise _error(refused.status, refused.detail) from None
+        except BrokenProcessPool:
+            logger.error("the reader process failed; starting a new one")
+            self.stop()
+            raise _error(422, "the recording could not be read (the reader process failed on it)") from None
 
 
 @dataclass
@@ -177,91 +200,19 @@ def _pictures(result: Diagnosis, signal: np.ndarray, fs: float) -> dict:
         return {"note": f"the pictures could not be drawn ({type(error).__name__}); the diagnosis stands"}
 
 
-def _samples_recording(body: bytes) -> Recording:
-    """A JSON body of samples -> a validated recording; 422 naming what is wrong."""
-    try:
-        request = SamplesRequest.model_validate_json(body)
-    except ValueError as error:
-        raise _error(422, f"invalid JSON body: {error}") from None
-    units = f"JSON samples, {request.gain:g} units per mV" if request.gain else "JSON samples taken as mV"
-    try:
-        fs = check_fs(Path(request.record), request.fs)
-        signal = validate_signal(np.asarray(request.samples, dtype=np.float64), fs, request.record,
-                                 MIN_DIAGNOSIS_SECONDS, request.gain or 1.0, units)
-    except RecordError as error:
-        raise _error(422, str(error)) from None
-    return Recording(request.record, signal, fs, "0", units)
-
-
-async def _save_uploads(form, folder: Path, limit: int) -> list[Path]:
-    """Write the uploaded files (one recording; WFDB may come as .hea + .dat) into `folder`, refusing big ones."""
-    files = [value for _, value in form.multi_items() if hasattr(value, "filename") and hasattr(value, "read")]
-    if not files:
-        raise _error(422, "no file in the upload (multipart field `file`)")
-    saved, total = [], 0
-    for upload in files:
-        name = Path(upload.filename or "").name
-        suffix = Path(name).suffix.lower()
-        if suffix not in SUPPORTED_SUFFIXES:
-            raise _error(415, f"{name or '(no name)'}: unsupported file type {suffix or '(none)'!r}; supported: "
-                              f"{', '.join(SUPPORTED_SUFFIXES)}")
-        path = folder / name
-        with path.open("wb") as handle:
-            while chunk := await upload.read(1 << 20):
-                total += len(chunk)
-                if total > limit:
-                    raise _error(413, f"{name}: upload larger than {limit // (1024 * 1024)} MB")
-                handle.write(chunk)
-        if path.stat().st_size == 0:
-            raise _error(422, f"{name}: empty file")
-        saved.append(path)
-    return saved
-
-
-def _pick_main_file(paths: list[Path]) -> Path:
-    headers = [p for p in paths if p.suffix.lower() == ".hea"]
-    if len(headers) > 1 or (not headers and len(paths) > 1):
-        raise _error(422, "upload one recording at a time (a WFDB record as its .hea with its signal file)")
-    return headers[0] if headers else paths[0]
-
-
-def _form_text(form, name: str) -> str | None:
-    value = form.get(name)
-    if value is not None and not isinstance(value, str):
-        raise _error(422, f"field {name!r} must be text, not a file")
-    return value or None
-
-
-def _form_float(form, name: str) -> float | None:
-    value = _form_text(form, name)
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise _error(422, f"field {name!r} must be a number, got {value[:50]!r}") from None
-
-
-async def _uploaded_recording(request: Request, limits: ServeLimits) -> Recording:
-    try:
-        form = await request.form(max_files=4, max_fields=8)
-    except MultiPartException as error:
-        raise _error(422, f"malformed upload: {error.message}") from None
-    fs, lead, gain = _form_float(form, "fs"), _form_text(form, "lead"), _form_float(form, "gain")
-    with tempfile.TemporaryDirectory() as folder:
-        main_file = _pick_main_file(await _save_uploads(form, Path(folder), limits.max_upload_bytes))
-        try:
-            return await run_in_threadpool(read_recording, main_file, fs, lead, gain,
-                                           min_seconds=MIN_DIAGNOSIS_SECONDS)
-        except RecordError as error:
-            raise _error(422, f"{main_file.name}: {error.reason}") from None
-
-
 def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
     """The app around an already loaded ECGLLM."""
     limits = limits or ServeLimits()
     service = DiagnosisService(model, limits)
-    app = FastAPI(title="ECG-LLM", version=__version__,
+    reader = RecordingReader()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        reader.start()
+        yield
+        reader.stop()
+
+    app = FastAPI(title="ECG-LLM", version=__version__, lifespan=lifespan,
                   description="Screens a single-lead ECG for atrial fibrillation and explains the answer. "
                               "Results have the schema of `ecgllm diagnose --json` (one `diagnosis`).")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -304,15 +255,16 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
             "file": {"type": "string", "format": "binary", "description": "a recording (.mat, .hea+.dat, .csv, .npy)"},
             "fs": {"type": "number"}, "lead": {"type": "string"}, "gain": {"type": "number"}}}},
-        "application/json": {"schema": SamplesRequest.model_json_schema()}}}})
+        "application/json": {"schema": uploads.SamplesRequest.model_json_schema()}}}})
     async def diagnose_endpoint(request: Request, pictures: bool = Query(False, description="add strip and RR PNGs "
                                                                                                "(base64)")) -> dict:
         """Diagnose one recording: a multipart upload, or JSON samples with their sampling rate."""
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/json"):
-            recording = await run_in_threadpool(_samples_recording, await request.body())
+            recording = await reader.read(uploads.recording_from_json, await request.body(), MIN_DIAGNOSIS_SECONDS)
         elif content_type.startswith("multipart/form-data"):
-            recording = await _uploaded_recording(request, limits)
+            recording = await reader.read(uploads.recording_from_form, await request.body(), content_type,
+                                          MIN_DIAGNOSIS_SECONDS)
         else:
             raise _error(415, "send multipart/form-data with a `file`, or application/json with `samples` and `fs`")
         service.check_size(len(recording.signal), recording.fs, recording.name)
