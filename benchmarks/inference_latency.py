@@ -1,5 +1,7 @@
 """Inference speed of a trained ECG-LLM on 30-s recordings, on this machine:
-- latency of `diagnose` per record (every 8-s window scored, the answer generated), mean / p50 / p95;
+- latency of `diagnose` per record, mean / p50 / p95, against its floor: one scoring pass of the record plus decoding
+  the answer from that pass's cache (`score_and_answer`), and the scoring pass alone;
+- `diagnose_many`: records/s when the records come as one batch;
 - scoring the windows of one record with the shared prompt prefix's key/value cache versus without it;
 - records/s when many records are processed in batches: scoring, and generating the answer;
 - peak resident memory.
@@ -25,7 +27,7 @@ from ecgllm.inference.diagnose import Diagnoser
 from ecgllm.llm.calibration import decision_threshold
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows
-from ecgllm.llm.scoring import PrefixCache, generate_answers, score_af, score_batched
+from ecgllm.llm.scoring import PrefixCache, score_af, score_and_answer, score_batched
 from ecgllm.rhythm import measure_rhythm
 from ecgllm.runs.layout import RunLayout, load_model, resolve_model_dir
 
@@ -73,6 +75,10 @@ def main() -> None:
         latency = [timed(diagnoser, s, fs)[0] for s in signals[1:]]
         results["diagnose_per_record"] = summary(latency)
         print(f"diagnose per 30-s record: {results['diagnose_per_record']}", flush=True)
+        seconds, _ = timed(diagnoser.diagnose_many, [(s, fs, "r") for s in signals[1:]])
+        results["diagnose_many_records_per_s"] = round((len(signals) - 1) / seconds, 3)
+        print(f"diagnose_many, {len(signals) - 1} records as one call: "
+              f"{results['diagnose_many_records_per_s']} records/s", flush=True)
 
         # Windows of one record, with and without the shared prefix (same prompts, same tokens).
         prompts, tokens, averaged = [], [], []
@@ -83,6 +89,18 @@ def main() -> None:
             averaged.append(model.projector_input(windows.mean(0, keepdim=True), [evidence]))
             prompts.append([formatter.prompt_ids(evidence)] * len(windows))
         prefix = PrefixCache(model, formatter, prompts[0][0])
+        threshold = decision_threshold(model.calibration)
+        record_prompts = [p[0] for p in prompts]
+        floor = {"one_scoring_pass": [timed(score_af, model, formatter, [p], a, prefix)[0]
+                                      for p, a in zip(record_prompts[1:], averaged[1:])],
+                 "scoring_pass_and_answer": [timed(score_and_answer, model, formatter, [p], a, threshold, 48,
+                                                   None, prefix)[0]
+                                             for p, a in zip(record_prompts[1:], averaged[1:])]}
+        for name, seconds in floor.items():
+            results[name] = summary(seconds)
+            print(f"{name} per record: {results[name]}", flush=True)
+        results["diagnose_over_scoring_and_answer"] = round(results["diagnose_per_record"]["mean_s"]
+                                                            / results["scoring_pass_and_answer"]["mean_s"], 3)
         for name, cache in (("scoring_with_prefix_cache", prefix), ("scoring_without_prefix_cache", None)):
             seconds = [timed(score_af, model, formatter, p, t, cache)[0] for p, t in zip(prompts[1:], tokens[1:])]
             results[name] = summary(seconds)
@@ -95,18 +113,17 @@ def main() -> None:
         all_tokens = torch.cat(tokens[1:])
         seconds, _ = timed(score_batched, model, formatter, all_prompts, all_tokens, args.batch_size)
         results["batch_scoring_records_per_s"] = round((len(records) - 1) / seconds, 3)
-        record_prompts = [p[0] for p in prompts[1:]]
         record_tokens = torch.cat(averaged[1:])
-        gen_batch = 8
-        seconds, _ = timed(lambda: [generate_answers(model, formatter, record_prompts[i:i + gen_batch],
-                                                     record_tokens[i:i + gen_batch], 48,
-                                                     decision_threshold(model.calibration))
-                                    for i in range(0, len(record_prompts), gen_batch)])
-        results["batch_generation_records_per_s"] = round((len(records) - 1) / seconds, 3)
+        seconds, _ = timed(lambda: [score_and_answer(model, formatter, record_prompts[1:][i:i + args.batch_size],
+                                                     record_tokens[i:i + args.batch_size], threshold, 48,
+                                                     None, prefix)
+                                    for i in range(0, len(record_tokens), args.batch_size)])
+        results["batch_scoring_and_answer_records_per_s"] = round((len(records) - 1) / seconds, 3)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(f"prefix cache speed-up {results['prefix_cache_speedup']}x; batches: scoring "
-          f"{results['batch_scoring_records_per_s']} records/s, generation {results['batch_generation_records_per_s']}"
-          f" records/s; peak RSS {results['peak_rss_mb']} MB")
+          f"{results['batch_scoring_records_per_s']} records/s, scoring and answer "
+          f"{results['batch_scoring_and_answer_records_per_s']} records/s; diagnose / (scoring pass + answer) "
+          f"{results['diagnose_over_scoring_and_answer']}; peak RSS {results['peak_rss_mb']} MB")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"written to {args.out}")

@@ -1,6 +1,6 @@
 """A bounded load on `ecgllm serve` from a second process over loopback: requests/s and p50/p95 latency for 30-s
-recordings (the bundled CinC examples, .hea + .mat uploads) at 1, 4 and 16 concurrent clients, and the server's peak
-memory (VmHWM of its process).
+recordings (the bundled CinC examples, .hea + .mat uploads) at 1, 4 and 16 concurrent clients, the answers' status
+codes, and the server's peak memory (VmHWM of its process).
 
     python benchmarks/serve_load.py --model runs/cpu
 
@@ -61,11 +61,10 @@ def main() -> None:
         uploads = [[("file", (f"{name}.hea", e["path"].with_suffix(".hea").read_bytes())),
                     ("file", (f"{name}.mat", e["path"].read_bytes()))] for name, e in example_records().items()]
 
-        def request(n: int) -> float:
+        def request(n: int) -> tuple[float, int]:
             started = time.perf_counter()
             response = httpx.post(f"{url}/v1/diagnose", files=uploads[n % len(uploads)], timeout=600)
-            response.raise_for_status()
-            return time.perf_counter() - started
+            return time.perf_counter() - started, response.status_code
 
         request(0)  # warm-up
         results = {"machine": f"{platform.machine()}, {platform.python_version()}", "model": str(args.model),
@@ -74,9 +73,10 @@ def main() -> None:
             total = clients * args.requests_per_client
             started = time.perf_counter()
             with ThreadPoolExecutor(clients) as pool:
-                latencies = list(pool.map(request, range(total)))
+                latencies, statuses = zip(*pool.map(request, range(total)))
             wall = time.perf_counter() - started
             level = {"clients": clients, "requests": total, "requests_per_s": round(total / wall, 3),
+                     "status_counts": {str(s): statuses.count(s) for s in sorted(set(statuses))},
                      "p50_s": round(float(np.percentile(latencies, 50)), 3),
                      "p95_s": round(float(np.percentile(latencies, 95)), 3)}
             results["levels"].append(level)
