@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import queue
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
@@ -49,7 +50,7 @@ class ServeLimits:
     max_samples: int = 600_000  # 10 min at 1 kHz
     max_waiting: int = 32
     max_batch: int = 16  # recordings diagnosed together
-    batch_wait_s: float = 0.01  # how long the first request of a batch waits for others
+    batch_wait_s: float = 0.05  # how long the first request of a batch waits for others (uploads read one by one)
 
 
 def _error(status: int, detail) -> HTTPException:
@@ -179,7 +180,9 @@ class DiagnosisService:
                 pass
             try:
                 diagnoser = diagnoser or Diagnoser(self.model, self.limits.max_batch)
+                started = time.perf_counter()
                 outcomes = diagnoser.diagnose_many([(job.signal, job.fs, job.record) for job in batch])
+                logger.info("diagnosed a batch of %d in %.2f s", len(batch), time.perf_counter() - started)
             except Exception as error:  # the model failed: every request of the batch hears of it
                 logger.exception("diagnosing a batch of %d failed", len(batch))
                 outcomes = [error] * len(batch)
