@@ -137,6 +137,7 @@ class DiagnosisService:
         self._slots = threading.BoundedSemaphore(limits.max_waiting)
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self.counts = {"recordings": 0, "batches": 0}  # diagnosed so far, for /healthz
 
     def check_size(self, n_samples: int, fs: float, record: str) -> None:
         seconds = n_samples / fs
@@ -183,6 +184,8 @@ class DiagnosisService:
                 started = time.perf_counter()
                 outcomes = diagnoser.diagnose_many([(job.signal, job.fs, job.record) for job in batch])
                 logger.info("diagnosed a batch of %d in %.2f s", len(batch), time.perf_counter() - started)
+                self.counts = {"recordings": self.counts["recordings"] + len(batch),
+                               "batches": self.counts["batches"] + 1}
             except Exception as error:  # the model failed: every request of the batch hears of it
                 logger.exception("diagnosing a batch of %d failed", len(batch))
                 outcomes = [error] * len(batch)
@@ -237,7 +240,7 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
         config = model.config
         return {"status": "ok", "model_loaded": True, "version": __version__, "lm": config.lm, "lang": config.lang,
                 "ecg_input": config.ecg_input, "threshold": decision_threshold(model.calibration),
-                "calibrated": model.calibration is not None,
+                "calibrated": model.calibration is not None, "diagnosed": service.counts,
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_seconds": limits.max_seconds,
                            "max_samples": limits.max_samples}}
 
