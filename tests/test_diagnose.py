@@ -116,3 +116,15 @@ def test_cli_diagnose_bundled_examples(smoke_model_dir, capsys):
     assert "nothing to diagnose" in capsys.readouterr().err
     assert main(["-q", "diagnose", "--examples", "--model", str(smoke_model_dir), "--device", "tpu9"]) == 2
     assert "unknown device" in capsys.readouterr().err
+
+
+def test_loaded_for_inference_the_adapter_is_folded_in_and_answers_alike(smoke_model_dir, cinc_dir):
+    from ecgllm.runs.layout import load_model
+
+    merged = load_model(smoke_model_dir, "cpu")
+    lora_layers = [module for module in merged.lm.modules() if hasattr(module, "merged")]
+    assert lora_layers and all(module.merged for module in lora_layers)
+    recording = read_recording(cinc_dir / "A00004.mat")
+    alone = diagnose(ECGLLM.from_pretrained(smoke_model_dir), recording.signal, recording.fs, "A00004")
+    folded = diagnose(merged, recording.signal, recording.fs, "A00004")
+    assert folded.p_af == pytest.approx(alone.p_af, abs=1e-4) and folded.answer == alone.answer

@@ -273,7 +273,6 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
                                           MIN_DIAGNOSIS_SECONDS)
         else:
             raise _error(415, "send multipart/form-data with a `file`, or application/json with `samples` and `fs`")
-        service.check_size(len(recording.signal), recording.fs, recording.name)
         async with service.slot():
             result = await service.diagnose(recording.signal, recording.fs, recording.name)
             out = result.to_dict()
