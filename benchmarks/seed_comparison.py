@@ -1,16 +1,18 @@
-"""ECG-LLM against the MS-CNN it is built on, over several seeds: one number per seed is one draw, not a result.
+"""ECG-LLM against the MS-CNN it is built on, over several seeds or folds: one number per run is one draw, not a result.
 
 Each seed is a whole `ecgllm run` (its own split, encoder and LLM, all from that seed) evaluated by scoring only (no
-generation: the decisions and metrics come from scoring). Variants retrain only the LLM of each seed's run, with
+generation: the decisions and metrics come from scoring). With `--folds K` the runs are instead the K folds of one
+seed (the first of `--seeds`): fold k is the test set of run k, so every record is tested once (all 738 AF records
+instead of 111). Variants retrain only the LLM of each seed's run, with
 some of its settings changed, on the same split, encoder and feature cache. Both systems are compared on the same
 test records at thresholds chosen on validation (the CNN averaged over the record's windows, as the cpu LLM sees
 it).
 
     python benchmarks/seed_comparison.py --data ../shared/data/cinc2017/training2017 --out runs/seeds \\
-        --seeds 42 1 7 [--variant no-verdict]
+        --seeds 42 1 7 [--variant no-verdict] [--folds 5]
 
-Prints validation figures first (choose a variant on these), then test figures: per seed, mean +- SD, and the paired
-difference LLM - CNN with a t interval over seeds. Writes benchmarks/results/seed_comparison_<preset>.json.
+Prints validation figures first (choose a variant on these), then test figures: per run, mean +- SD, and the paired
+difference LLM - CNN with a t interval over runs. Writes benchmarks/results/seed_comparison_<preset>.json.
 A finished seed or variant is read back, not retrained, so the command resumes where it stopped.
 """
 
@@ -26,7 +28,7 @@ import numpy as np
 from scipy import stats
 
 from ecgllm.data.dataset import load_cinc_folder
-from ecgllm.data.split import Split
+from ecgllm.data.split import Split, make_fold_split
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.training import train_llm
 from ecgllm.modeling_utils import CONFIG_NAME
@@ -74,7 +76,7 @@ def mean_sd(values: list[float]) -> dict:
 
 
 def paired(differences: list[float]) -> dict:
-    """Mean LLM - CNN difference over seeds with a 95 % t interval (seeds are the independent units)."""
+    """Mean LLM - CNN difference over runs with a 95 % t interval (the runs are the units)."""
     n, mean = len(differences), float(np.mean(differences))
     if n < 2:
         return {"mean": mean, "interval_95": None}
@@ -82,7 +84,7 @@ def paired(differences: list[float]) -> dict:
     return {"mean": mean, "interval_95": [mean - half, mean + half]}
 
 
-def summarise(per_seed: dict[int, dict]) -> dict:
+def summarise(per_seed: dict[str, dict]) -> dict:
     seeds = sorted(per_seed)
     out = {"validation_f1": mean_sd([per_seed[s]["validation_f1"] for s in seeds])}
     for metric in METRICS:
@@ -93,12 +95,12 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     return out
 
 
-def format_table(name: str, per_seed: dict[int, dict], summary: dict) -> str:
-    lines = [f"{name}: test, {len(per_seed)} seeds", f"{'seed':>6} {'LLM F1':>8} {'CNN F1':>8} {'LLM AUC':>8} "
+def format_table(name: str, per_seed: dict[str, dict], summary: dict) -> str:
+    lines = [f"{name}: test, {len(per_seed)} runs", f"{'run':>8} {'LLM F1':>8} {'CNN F1':>8} {'LLM AUC':>8} "
              f"{'CNN AUC':>8} {'LLM PR':>8} {'CNN PR':>8} {'McNemar CNN/LLM only':>22}"]
     for seed, f in sorted(per_seed.items()):
         mc = f["mcnemar"]
-        lines.append(f"{seed:>6} {f['llm']['f1']:8.4f} {f['cnn']['f1']:8.4f} {f['llm']['roc_auc']:8.4f} "
+        lines.append(f"{seed:>8} {f['llm']['f1']:8.4f} {f['cnn']['f1']:8.4f} {f['llm']['roc_auc']:8.4f} "
                      f"{f['cnn']['roc_auc']:8.4f} {f['llm']['pr_auc']:8.4f} {f['cnn']['pr_auc']:8.4f} "
                      f"{mc['only_a_right']:>11}/{mc['only_b_right']}")
     for metric in METRICS:
@@ -118,20 +120,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 7])
     parser.add_argument("--preset", default="cpu", choices=sorted(RUN_PRESETS))
     parser.add_argument("--variant", action="append", default=[], choices=sorted(VARIANTS))
+    parser.add_argument("--folds", type=int, default=None, help="K folds of the first seed instead of seeds")
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args()
     results = args.results or Path(__file__).parent / "results" / f"seed_comparison_{args.preset}.json"
 
     started = time.perf_counter()
-    systems: dict[str, dict[int, dict]] = {"preset": {}, **{v: {} for v in args.variant}}
-    # Every seed's run before any variant: the comparison with the CNN is complete first.
-    for seed in args.seeds:
-        result = run(args.data, args.out / f"seed_{seed}", args.preset, seed, evaluation=SCORE_ONLY)
-        systems["preset"][seed] = llm_figures(result["llm"])
-    for name in args.variant:
-        for seed in args.seeds:
-            systems[name][seed] = train_variant(name, RunLayout(args.out / f"seed_{seed}"), args.data, args.preset,
-                                                seed)
+    systems: dict[str, dict[str, dict]] = {"preset": {}, **{v: {} for v in args.variant}}
+    runs = [(f"seed_{s}", s, None) for s in args.seeds] if args.folds is None else \
+        [(f"fold_{k}", args.seeds[0], k) for k in range(args.folds)]
+    # Every run before any variant: the comparison with the CNN is complete first.
+    for name, seed, fold in runs:
+        layout = RunLayout(args.out / name)
+        if fold is not None and not layout.split.exists():  # `run` reuses a split it finds
+            labels = load_cinc_folder(args.data, task="binary", progress=False).labels
+            make_fold_split(labels, "binary", args.folds, fold, seed).save(layout.split)
+        result = run(args.data, layout.root, args.preset, seed, evaluation=SCORE_ONLY)
+        systems["preset"][name] = llm_figures(result["llm"])
+    for variant in args.variant:
+        for name, seed, _ in runs:
+            systems[variant][name] = train_variant(variant, RunLayout(args.out / name), args.data, args.preset, seed)
     summaries = {name: summarise(per_seed) for name, per_seed in systems.items()}
 
     print("validation F1 (the only figure to choose a variant on):")
@@ -144,7 +152,7 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv), "machine": f"{platform.node()}, {platform.processor()}",
         "evaluation": "scoring only, thresholds chosen on validation; CNN averaged over the record's windows",
         "variants": {name: VARIANTS[name] for name in args.variant},
-        "per_seed": systems, "summary": summaries, "wall_seconds": round(time.perf_counter() - started)},
+        "per_run": systems, "summary": summaries, "wall_seconds": round(time.perf_counter() - started)},
         indent=2))
     print(f"\nwrote {results}")
 

@@ -2,7 +2,7 @@ import pytest
 
 from ecgllm.cli import main
 from ecgllm.data.dataset import check_folder, load_cinc_folder
-from ecgllm.data.split import Split, make_split
+from ecgllm.data.split import Split, make_fold_split, make_split
 from ecgllm.errors import DataFolderError
 
 
@@ -32,3 +32,26 @@ def test_split_is_reproducible_and_checked(small_cinc, tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(DataFolderError, match="not a split file"):
         Split.load(tmp_path / "bad.json")
+
+
+def test_folds_test_every_record_once():
+    labels = {f"R{i:04d}": int(i % 8 == 0) for i in range(403)}  # 51 of class 1
+    splits = [make_fold_split(labels, "binary", 5, fold, seed=3) for fold in range(5)]
+    tests = [set(s.test) for s in splits]
+    assert set().union(*tests) == set(labels) and sum(map(len, tests)) == len(labels)  # a partition
+    for split, test in zip(splits, tests):
+        train, val = set(split.train), set(split.val)
+        assert not (train & val or train & test or val & test) and len(train | val | test) == len(labels)
+        assert len(val) == 41 and abs(sum(labels[i] for i in test) - 51 / 5) <= 1  # stratified
+    assert make_fold_split(labels, "binary", 5, 2, seed=3) == splits[2]  # reproducible
+    assert make_fold_split(labels, "binary", 5, 2, seed=4).test != splits[2].test
+    with pytest.raises(ValueError, match="fold 5"):
+        make_fold_split(labels, "binary", 5, 5)
+
+
+def test_a_fold_split_is_saved_with_its_fold(tmp_path):
+    labels = {f"R{i:03d}": int(i % 5 == 0) for i in range(100)}
+    split = make_fold_split(labels, "binary", 4, 1)
+    split.save(tmp_path / "split.json")
+    loaded = Split.load(tmp_path / "split.json")
+    assert loaded == split and (loaded.fold, loaded.folds) == (1, 4)

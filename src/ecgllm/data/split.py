@@ -1,4 +1,5 @@
-"""The stratified train/validation/test split, saved as record ids and reused by every stage."""
+"""The stratified train/validation/test split, saved as record ids and reused by every stage; or one fold of k, so
+that k runs test every record once."""
 
 import json
 import math
@@ -6,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ecgllm.errors import DataFolderError, SettingError
 
@@ -22,6 +23,8 @@ class Split:
     val: list[str]
     test: list[str]
     labels: dict[str, int]  # record id -> class index, for every id above
+    fold: int | None = None  # with `folds`: the test set is this fold (0-based) of a stratified k-fold partition
+    folds: int | None = None
 
     def ids(self, name: str) -> list[str]:
         if name not in SPLIT_NAMES:
@@ -80,6 +83,25 @@ def make_split(labels: dict[str, int], task: str, seed: int = 42,
     train, val = train_test_split(rest, test_size=n_val, stratify=[labels[i] for i in rest], random_state=seed)
     return Split(task=task, seed=seed, fractions=tuple(fractions), train=sorted(train), val=sorted(val),
                  test=sorted(test), labels={i: labels[i] for i in ids})
+
+
+def make_fold_split(labels: dict[str, int], task: str, folds: int, fold: int, seed: int = 42,
+                    val_fraction: float = 0.10) -> Split:
+    """Fold `fold` of a stratified `folds`-fold partition as the test set; validation (`val_fraction` of all records,
+    rounded up) and training from the rest. The `folds` splits of one seed test every record exactly once."""
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold {fold} is not one of 0-{folds - 1}")
+    ids = sorted(labels)
+    y = [labels[i] for i in ids]
+    _, test_index = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(ids, y))[fold]
+    test = [ids[i] for i in test_index]
+    held = set(test)
+    rest = [i for i in ids if i not in held]
+    train, val = train_test_split(rest, test_size=math.ceil(val_fraction * len(ids)),
+                                  stratify=[labels[i] for i in rest], random_state=seed)
+    n = len(ids)
+    return Split(task=task, seed=seed, fractions=(len(train) / n, len(val) / n, len(test) / n), train=sorted(train),
+                 val=sorted(val), test=sorted(test), labels={i: labels[i] for i in ids}, fold=fold, folds=folds)
 
 
 def subset_ids(split: Split, name: str, max_records: int | None, seed: int) -> list[str]:
