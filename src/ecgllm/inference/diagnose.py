@@ -114,11 +114,6 @@ class Diagnoser:
         return _Prepared(record, seconds, float(fs), signal, peaks, evidence, self.formatter.prompt_ids(evidence),
                          tokens)
 
-    def _encoder_windows(self, item: _Prepared) -> np.ndarray:
-        """P(AF) of each window from the encoder's head on its pooled feature (exact for one ECG token)."""
-        head = self.model.encoder.head
-        return torch.sigmoid(head(item.tokens.mean(1).to(head[0].weight)).squeeze(-1)).cpu().numpy()
-
     @torch.no_grad()
     def diagnose_many(self, recordings: list[tuple[np.ndarray, float, str]]) -> list[Diagnosis | RecordError]:
         """(signal in mV, fs, record name) of each recording -> its Diagnosis, or the RecordError that stopped it."""
@@ -136,12 +131,11 @@ class Diagnoser:
             return outcomes
         items = [item for _, item in ready]
         prefix = self._prefix_for(items[0].prompt)
-        whole = model.config.ecg_input == "whole"
-        if whole:  # trained on tokens averaged over the record: score those
-            window_p = [self._encoder_windows(item) for item in items]
+        if model.config.ecg_input == "whole":  # trained on tokens averaged over the record: score those
+            window_p = [torch.sigmoid(model.encoder_logit(item.tokens)).cpu().numpy() for item in items]
             inputs = model.projector_input(torch.stack([item.tokens.mean(0) for item in items]),
                                            [item.evidence for item in items])
-            decisions, aggregation, scorer = None, "tokens", "encoder"
+            decisions, record_p, aggregation, scorer = None, None, "tokens", "encoder"
             window_threshold = float(model.encoder.config.thresholds["center"])
         else:  # every window scored by the LM; the window closest to the record's P(AF) speaks for it
             window_inputs = model.projector_input(torch.cat([item.tokens for item in items]),
@@ -165,7 +159,7 @@ class Diagnoser:
             p_af += list(p)
             decided += d
             continuations += c
-        if not whole:
+        if record_p is not None:  # a centre-crop model's P(AF) is its windows', not the representative's
             p_af = record_p
         for n, (position, item) in enumerate(ready):
             outcomes[position] = self._diagnosis(item, float(p_af[n]), bool(decided[n]), continuations[n],

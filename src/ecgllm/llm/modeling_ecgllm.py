@@ -231,16 +231,21 @@ class ECGLLM(nn.Module):
         self.encoder.eval()  # frozen: its BatchNorm statistics and dropout stay as trained
         return self
 
-    def with_verdict(self, ecg_features: torch.Tensor) -> torch.Tensor:
-        """[B, k, D(+R)] -> [B, k, D(+R)+1]: with `verdict_input`, the encoder's own AF logit (its classifier head on
-        the mean of the k tokens, scaled to about unit range) joins every token."""
-        if not self.config.verdict_input:
-            return ecg_features
+    @torch.no_grad()
+    def encoder_logit(self, ecg_features: torch.Tensor) -> torch.Tensor:
+        """[B, k, D(+...)] -> [B]: the encoder's own AF logit, its classifier head on the mean of the k tokens (the
+        pooled feature it was trained on, exactly so for k = 1)."""
         head = self.encoder.head
         weight = head[0].weight
         tokens = ecg_features[..., :self.config.feature_dim].to(weight.device, weight.dtype)
-        with torch.no_grad():
-            verdict = head(tokens.mean(1)) / VERDICT_SCALE  # [B, 1]
+        return head(tokens.mean(1)).squeeze(-1)
+
+    def with_verdict(self, ecg_features: torch.Tensor) -> torch.Tensor:
+        """[B, k, D(+R)] -> [B, k, D(+R)+1]: with `verdict_input`, the encoder's own AF logit (scaled to about unit
+        range) joins every token."""
+        if not self.config.verdict_input:
+            return ecg_features
+        verdict = self.encoder_logit(ecg_features)[:, None] / VERDICT_SCALE  # [B, 1]
         return torch.cat([ecg_features, verdict[:, None].expand(-1, ecg_features.shape[1], -1).to(ecg_features)], -1)
 
     # ---- the forward pass -------------------------------------------------------------------------------------------
