@@ -32,7 +32,7 @@ def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
     assert len(result.windows) == 14  # 60 s, 8-s windows every 4 s
     assert result.windows[-1].end_s == pytest.approx(result.seconds, abs=0.01)
     assert result.p_af == pytest.approx(np.mean([w.p_af for w in result.windows]))
-    assert result.af == (result.p_af >= result.threshold)
+    assert result.af == (result.log_odds >= result.threshold_log_odds)
     assert result.answer.startswith(DECISION["zh"][int(result.af)])
     english = result.translations["en"]
     assert english.startswith(DECISION["en"][int(result.af)]) and set(result.translations) == {"en"}
@@ -75,7 +75,7 @@ def test_diagnose_with_whole_record_tokens(smoke_encoder, cinc_dir):
     recording = read_recording(cinc_dir / "A00001.mat")
     result = diagnose(model, recording.signal, recording.fs, "A00001")
     assert result.aggregation == "tokens" and len(result.windows) == 7
-    assert result.af == (result.p_af >= result.threshold)
+    assert result.af == (result.log_odds >= result.threshold_log_odds)
     # The bars are the encoder's own: its head on each window (the LM never saw single windows in training).
     assert result.window_scorer == "encoder"
     assert result.window_threshold == model.encoder.config.thresholds["center"]

@@ -11,7 +11,7 @@ from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import IGNORE_INDEX, Example, TrainingCollator
 from ecgllm.llm.modeling_ecgllm import ECGLLM, with_rhythm
-from ecgllm.llm.scoring import PrefixCache, generate_answers, score_af
+from ecgllm.llm.scoring import PrefixCache, generate_answers, score_log_odds
 from ecgllm.llm.training import feature_noise_std
 from ecgllm.rhythm import RHYTHM_FEATURES, RhythmEvidence
 
@@ -107,6 +107,55 @@ def test_loss_only_on_answer(model, examples):
     model.zero_grad()
 
 
+def test_answer_only_head_gives_the_full_heads_loss(model, examples):
+    """The loss computed from the answer positions alone equals transformers' loss over every position's logits,
+    and far fewer positions went through the LM head."""
+    batch = TrainingCollator(model.tokenizer.pad_token_id)(examples)
+    with torch.no_grad():
+        out = model(**batch)
+        reference = model.lm(inputs_embeds=model.embed(batch["input_ids"], batch["ecg_features"]),
+                             attention_mask=batch["attention_mask"],
+                             position_ids=(batch["attention_mask"].cumsum(-1) - 1).clamp(min=0),
+                             labels=batch["labels"])
+    assert out.loss.item() == pytest.approx(reference.loss.item(), rel=1e-5)
+    shortest_prompt = min(len(e.prompt_ids) for e in examples)
+    assert out.logits.shape[1] == batch["input_ids"].shape[1] - shortest_prompt + 1 < reference.logits.shape[1]
+
+
+def test_confident_model_keeps_distinct_scores_and_a_finite_threshold(model, examples):
+    """A model whose decision sentences differ by tens of nats (as a confident 8B model's do) still ranks its records
+    and gets a finite log-odds threshold, and generation follows that threshold. As float32 probabilities these
+    scores would all be 0 or 1."""
+    import copy
+
+    from ecgllm.evaluation.metrics import choose_threshold
+    from ecgllm.llm.calibration import p_af
+    from ecgllm.llm.scoring import DecisionBias, score_and_answer
+
+    confident = copy.deepcopy(model)
+    with torch.no_grad():
+        confident.lm.get_output_embeddings().weight.mul_(40.0)  # sharper logits everywhere
+    formatter = ChatFormatter(confident.tokenizer, confident.config)
+    evidence = [RhythmEvidence(n_beats=30 + i, heart_rate_bpm=60 + 7 * i, rr_cv=0.04 * i, rmssd_ms=20 + i, prr31=0.1,
+                               sd1_ms=15, sd2_ms=40) for i in range(8)]
+    torch.manual_seed(3)
+    features = confident.projector_input(torch.randn(8, confident.config.ecg_tokens, confident.config.feature_dim),
+                                         evidence)
+    prompts = [formatter.prompt_ids(e) for e in evidence]
+    scores = score_log_odds(confident, formatter, prompts, features)
+    assert np.abs(scores).min() > 17  # beyond float32 sigmoid's reach: P(AF) would round to 0.0 or 1.0
+    assert len(set(scores.round(3))) == len(scores)  # still distinct
+    assert set(torch.sigmoid(torch.tensor(scores, dtype=torch.float32)).tolist()) <= {0.0, 1.0}
+    labels = (np.argsort(np.argsort(scores)) >= 4).astype(int)  # the four highest-scored records are "AF"
+    threshold = choose_threshold(labels, scores)
+    assert np.isfinite(threshold) and np.isfinite(p_af(threshold))
+    assert list((scores >= threshold).astype(int)) == list(labels)
+    _, decisions, _ = score_and_answer(confident, formatter, prompts, features, threshold, 2)
+    assert decisions == list(labels)
+    bias = DecisionBias(*formatter.decision_ids(), threshold=threshold)
+    assert bias.bias == threshold  # finite: nothing divides by zero at a confident threshold
+
+
 def test_scoring_equals_sentence_log_likelihoods(model, examples):
     """Reference: a plain forward pass over prompt + sentence, summing the sentence tokens' log-probabilities."""
     formatter = ChatFormatter(model.tokenizer, model.config)
@@ -118,17 +167,17 @@ def test_scoring_equals_sentence_log_likelihoods(model, examples):
             logits = model(ids, torch.ones_like(ids), e.features[None]).logits[0]
         log_probs = torch.log_softmax(logits[len(e.prompt_ids) - 1:-1], -1)
         log_likelihood.append(log_probs.gather(-1, torch.tensor(sentence)[:, None]).sum().item())
-    expected = 1 / (1 + np.exp(log_likelihood[0] - log_likelihood[1]))
-    assert score_af(model, formatter, [e.prompt_ids], e.features[None])[0] == pytest.approx(expected, rel=1e-3)
+    expected = log_likelihood[1] - log_likelihood[0]
+    assert score_log_odds(model, formatter, [e.prompt_ids], e.features[None])[0] == pytest.approx(expected, abs=1e-3)
 
 
 def test_scoring_is_padding_invariant(model, examples):
     formatter = ChatFormatter(model.tokenizer, model.config)
     features = torch.stack([e.features for e in examples])
-    together = score_af(model, formatter, [e.prompt_ids for e in examples], features)
-    alone = np.concatenate([score_af(model, formatter, [e.prompt_ids], e.features[None]) for e in examples])
-    assert together.shape == (3,) and np.all((together > 0) & (together < 1))
-    np.testing.assert_allclose(together, alone, rtol=1e-3, atol=1e-6)
+    together = score_log_odds(model, formatter, [e.prompt_ids for e in examples], features)
+    alone = np.concatenate([score_log_odds(model, formatter, [e.prompt_ids], e.features[None]) for e in examples])
+    assert together.shape == (3,) and together.dtype == np.float64 and np.isfinite(together).all()
+    np.testing.assert_allclose(together, alone, rtol=1e-3, atol=1e-4)
     answers = generate_answers(model, formatter, [e.prompt_ids for e in examples], features, max_new_tokens=5)
     assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
 
@@ -139,13 +188,13 @@ def test_prefix_cache_gives_the_same_scores(model, examples):
     features = torch.stack([e.features for e in examples])
     prefix = PrefixCache(model, formatter, prompts[0])
     assert 0 < len(prefix) < len(prompts[0]) and prefix.matches(prompts)
-    expected = score_af(model, formatter, prompts, features)
+    expected = score_log_odds(model, formatter, prompts, features)
     for _ in range(2):  # the cached prefix is not consumed by a batch
-        np.testing.assert_allclose(score_af(model, formatter, prompts, features, prefix), expected, rtol=1e-3,
-                                   atol=1e-6)
+        np.testing.assert_allclose(score_log_odds(model, formatter, prompts, features, prefix), expected, rtol=1e-3,
+                                   atol=1e-4)
     other = [[prompts[0][0] + 1] + p for p in prompts]  # another prefix: scored without the cache
     assert not prefix.matches(other)
-    assert score_af(model, formatter, other, features, prefix).shape == (3,)
+    assert score_log_odds(model, formatter, other, features, prefix).shape == (3,)
 
 
 def test_save_load_round_trip_without_base_lm(model, examples, tmp_path):
@@ -159,9 +208,10 @@ def test_save_load_round_trip_without_base_lm(model, examples, tmp_path):
     loaded = ECGLLM.from_pretrained(tmp_path)
     formatter = ChatFormatter(model.tokenizer, model.config)
     features = torch.stack([e.features for e in examples])
-    np.testing.assert_allclose(score_af(loaded, ChatFormatter(loaded.tokenizer, loaded.config),
+    np.testing.assert_allclose(score_log_odds(loaded, ChatFormatter(loaded.tokenizer, loaded.config),
                                         [e.prompt_ids for e in examples], features),
-                               score_af(model, formatter, [e.prompt_ids for e in examples], features), rtol=1e-5)
+                               score_log_odds(model, formatter, [e.prompt_ids for e in examples], features), rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_bad_inputs_are_clear_errors(model, tmp_path, smoke_encoder):
@@ -211,7 +261,7 @@ def test_decision_bias_moves_generation_to_the_threshold():
     from ecgllm.llm.scoring import DecisionBias
 
     normal, af = [5, 6, 7, 8], [5, 6, 9, 10]
-    bias = DecisionBias(normal, af, threshold=0.9)  # logit(0.9) = 2.197
+    bias = DecisionBias(normal, af, threshold=2.197)  # log-odds of P(AF) 0.9
     scores = torch.zeros(3, 12)
     scores[:, 9] = 2.0  # the AF branch leads by 2.0 nats at the split: greedy alone would say AF
     generated = torch.tensor([[5, 6], [5, 6], [5, 4]])
@@ -219,7 +269,7 @@ def test_decision_bias_moves_generation_to_the_threshold():
     assert out[0].argmax() != 9 and out[1].argmax() != 9  # below the threshold's log-odds: not AF
     assert out[2, 9] == 2.0  # another prefix: untouched
     assert torch.equal(bias(generated[:, :1], scores.clone()), scores)  # other positions: untouched
-    assert DecisionBias(normal, af, threshold=0.5)(generated, scores.clone())[0].argmax() == 9
+    assert DecisionBias(normal, af, threshold=0.0)(generated, scores.clone())[0].argmax() == 9
 
 
 def test_whole_record_tokens_average_the_windows(smoke_encoder):
@@ -269,12 +319,12 @@ def test_rhythm_input_appends_the_measured_figures(model, tmp_path):
     slots = torch.tensor(prompt) == model.placeholder_id
     assert not torch.allclose(embedded[0, slots], embedded[1, slots], atol=1e-3)
     assert torch.equal(embedded[0, ~slots], embedded[1, ~slots])
-    scores = score_af(model, formatter, [prompt, prompt], same_ecg)
+    scores = score_log_odds(model, formatter, [prompt, prompt], same_ecg)
     model.save_pretrained(tmp_path)
     loaded = ECGLLM.from_pretrained(tmp_path)
     assert loaded.config.rhythm_input
-    np.testing.assert_allclose(score_af(loaded, ChatFormatter(loaded.tokenizer, loaded.config), [prompt, prompt],
-                                        same_ecg), scores, rtol=1e-5)
+    np.testing.assert_allclose(score_log_odds(loaded, ChatFormatter(loaded.tokenizer, loaded.config), [prompt, prompt],
+                                        same_ecg), scores, rtol=1e-5, atol=1e-5)
 
 
 def test_verdict_input_adds_the_encoders_own_logit(smoke_encoder, tmp_path):
@@ -305,10 +355,10 @@ def test_calibration_lives_beside_the_weights(model, tmp_path):
 
     model.save_pretrained(tmp_path / "m")
     assert ECGLLM.from_pretrained(tmp_path / "m").calibration is None  # never evaluated: says so
-    Calibration(0.73, "validation split").save(tmp_path / "m")
+    Calibration(31.5, "validation split").save(tmp_path / "m")  # log-odds: as P(AF) it would read 1.000000
     config_before = (tmp_path / "m" / "config.json").read_text()
     loaded = ECGLLM.from_pretrained(tmp_path / "m")
-    assert loaded.calibration == Calibration(0.73, "validation split")
+    assert loaded.calibration == Calibration(31.5, "validation split")
     assert "threshold" not in json.loads(config_before)
 
     # A folder written by an earlier version: `evidence` and the threshold inside config.json.
@@ -318,12 +368,16 @@ def test_calibration_lives_beside_the_weights(model, tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     (tmp_path / "m" / CALIBRATION_NAME).unlink()
     legacy = ECGLLM.from_pretrained(tmp_path / "m")
-    assert legacy.calibration.threshold == 0.61 and legacy.config.rhythm_prompt == model.config.rhythm_prompt
+    assert legacy.calibration.p_af == pytest.approx(0.61) and legacy.config.rhythm_prompt == model.config.rhythm_prompt
+    # A calibration.json of an earlier version held P(AF): read as its log-odds.
+    (tmp_path / "m" / CALIBRATION_NAME).write_text(json.dumps({"threshold": 0.25, "chosen_on": "validation"}))
+    assert Calibration.load(tmp_path / "m").log_odds == pytest.approx(np.log(0.25 / 0.75))
 
 
 def test_answer_continues_from_the_scoring_cache(model):
     """score_and_answer (one pass over each prompt, the answer continued from the cache after the chosen decision
-    sentence) gives the P(AF) of score_af and the answer that generating from scratch after that sentence gives."""
+    sentence) gives the log-odds of score_log_odds and the answer that generating from scratch after that sentence
+    gives."""
     from ecgllm.llm.scoring import score_and_answer
 
     formatter = ChatFormatter(model.tokenizer, model.config)
@@ -333,10 +387,10 @@ def test_answer_continues_from_the_scoring_cache(model):
     torch.manual_seed(1)
     features = model.projector_input(torch.randn(3, model.config.ecg_tokens, model.config.feature_dim), evidence)
     prefix = PrefixCache(model, formatter, prompts[0])
-    p_af, decisions, continuations = score_and_answer(model, formatter, prompts, features, 0.5, 12, prefix=prefix)
-    assert p_af == pytest.approx(score_af(model, formatter, prompts, features), abs=1e-5)
-    assert decisions == [int(p >= 0.5) for p in p_af]
-    forced = score_and_answer(model, formatter, prompts, features, 0.5, 12, [1, 0, 1], prefix)[1]
+    log_odds, decisions, continuations = score_and_answer(model, formatter, prompts, features, 0.0, 12, prefix=prefix)
+    assert log_odds == pytest.approx(score_log_odds(model, formatter, prompts, features), abs=1e-4)
+    assert decisions == [int(v >= 0.0) for v in log_odds]
+    forced = score_and_answer(model, formatter, prompts, features, 0.0, 12, [1, 0, 1], prefix)[1]
     assert forced == [1, 0, 1]
     decision_ids = formatter.decision_ids()
     for i, decision in enumerate(decisions):

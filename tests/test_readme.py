@@ -18,6 +18,6 @@ def test_python_examples_run_as_written(smoke_run, small_cinc):
     model = namespace["model"]
     assert namespace["inputs"].shape[-1] == model.projector[0].in_features
     diagnosis = namespace["diagnosis"]
-    assert diagnosis.calibrated and diagnosis.threshold == model.calibration.threshold
+    assert diagnosis.calibrated and diagnosis.threshold_log_odds == model.calibration.log_odds
     assert 0 <= float(namespace["p"][0]) <= 1 and isinstance(namespace["answer"][0], str)
     assert isinstance(namespace["x"], torch.Tensor)

@@ -56,12 +56,12 @@ def test_run_includes_llm_stage(smoke_run):
     comparison = metrics["comparison_with_task1"]
     assert set(comparison) == {"center", "whole"} and "p_value" in comparison["whole"]["mcnemar"]
     calibration = json.loads((run / "llm" / "final" / "calibration.json").read_text())
-    assert calibration["threshold"] == scoring["threshold"]
+    assert calibration["log_odds"] == scoring["threshold"] and metrics["score"] == "log-odds"
     assert "vs Task 1 MS-CNN" in (run / "llm" / "eval" / "metrics.txt").read_text()
     # The threshold is traceable to the validation scores it was chosen on, which are not test records.
     validation = metrics["validation"]
     assert validation["threshold"] == scoring["threshold"]
     rows = (run / "llm" / "eval" / "validation_predictions.csv").read_text().splitlines()
     split = json.loads((run / "split.json").read_text())
-    assert rows[0] == "record,label,p_af" and len(rows) - 1 == validation["n_records"]
+    assert rows[0] == "record,label,log_odds,p_af" and len(rows) - 1 == validation["n_records"]
     assert {r.split(",")[0] for r in rows[1:]} <= set(split["val"])

@@ -71,7 +71,7 @@ def test_upload_json_and_wfdb_give_the_same_diagnosis(server):
     assert uploaded.status_code == 200, uploaded.text
     result = uploaded.json()
     jsonschema.validate(result, DIAGNOSIS_SCHEMA)
-    assert result["record"] == "A00027" and result["af"] == (result["p_af"] >= result["threshold"])
+    assert result["record"] == "A00027" and result["af"] == (result["log_odds"] >= result["threshold_log_odds"])
 
     from ecgllm.data.readers import read_recording
 

@@ -22,7 +22,7 @@ from ecgllm.llm.evaluate import format_llm_result
 from ecgllm.runs.external import ExternalConfig, evaluate_external, format_external
 from ecgllm.runs.layout import RunLayout, load_model, resolve_model_dir
 from ecgllm.runs.report import write_report
-from ecgllm.utils import setup_logging
+from ecgllm.utils import resolve_device, setup_logging
 
 # The training code (encoder and LLM training, the main job) and the web server load only in the commands that run
 # them, so that `ecgllm diagnose` and `ecgllm serve` never import it.
@@ -53,11 +53,11 @@ def _encoder_train(args) -> None:
     model_config = override(ENCODER_PRESETS[args.preset], given_settings(args, MSCNNConfig))
     train_config = override(TRAINING_PRESETS[args.preset], given_settings(args, EncoderTrainingConfig))
     dataset, split = _load_data(args)
-    train_encoder(dataset, split, args.out, model_config, train_config, progress=not args.quiet)
+    train_encoder(dataset, split, args.out, model_config, train_config, not args.quiet, args.device)
 
 
 def _encoder_evaluate(args) -> None:
-    model = MSCNN.from_pretrained(args.model)
+    model = MSCNN.from_pretrained(args.model).to(resolve_device(args.device))
     if args.stride is not None:
         model.config.preprocess.stride = args.stride
     dataset, split = _load_data(args)
@@ -67,10 +67,11 @@ def _encoder_evaluate(args) -> None:
 
 
 def _evaluate_llm(model_dir: Path, dataset, split, out: Path | None, cache: Path | None, encoder_eval: Path | None,
-                  settings: dict, quiet: bool) -> None:
+                  settings: dict, quiet: bool, device: str) -> None:
     from ecgllm.runs.job import evaluate_run_llm
 
-    result, out = evaluate_run_llm(model_dir, dataset, split, out, cache, encoder_eval, settings, progress=not quiet)
+    result, out = evaluate_run_llm(model_dir, dataset, split, out, cache, encoder_eval, settings, progress=not quiet,
+                                   device=device)
     print(f"{format_llm_result(result)}\nwritten to {out}")
 
 
@@ -82,17 +83,18 @@ def _llm_train(args) -> None:
     train_config = override(train_config, given_settings(args, LLMTrainingConfig))
     dataset, split = _load_data(args)
     cache = args.cache or RunLayout.of_llm_folder(args.out).cache
-    final = train_llm(dataset, split, args.encoder, args.out, model_config, train_config, cache, not args.quiet)
+    final = train_llm(dataset, split, args.encoder, args.out, model_config, train_config, cache, not args.quiet,
+                      args.device)
     print(f"trained model in {final}")
     if args.evaluate:
         _evaluate_llm(final, dataset, split, args.eval_out, cache, args.encoder_eval or args.encoder / "eval",
-                      given_settings(args, LLMEvaluationConfig, "eval-"), args.quiet)
+                      given_settings(args, LLMEvaluationConfig, "eval-"), args.quiet, args.device)
 
 
 def _llm_evaluate(args) -> None:
     dataset, split = _load_data(args)
     _evaluate_llm(args.model, dataset, split, args.out, args.cache, args.encoder_eval,
-                  given_settings(args, LLMEvaluationConfig), args.quiet)
+                  given_settings(args, LLMEvaluationConfig), args.quiet, args.device)
 
 
 def _diagnose(args) -> int:
@@ -139,7 +141,7 @@ def _report(args) -> None:
 def _run(args) -> None:
     from ecgllm.runs.job import run
 
-    run(args.data, args.out, args.preset, args.seed, args.lm, progress=not args.quiet)
+    run(args.data, args.out, args.preset, args.seed, args.lm, progress=not args.quiet, device=args.device)
 
 
 def _command(commands, name: str, handler, help: str, *arguments: tuple[str, dict]) -> argparse.ArgumentParser:
@@ -177,13 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     encoder = commands.add_parser("encoder", help="Task 1: the MS-CNN").add_subparsers(dest="encoder_command",
                                                                                         required=True)
     train = _command(encoder, "train", _encoder_train, "train an MS-CNN preset", *DATA, ("--out", REQUIRED),
-                     ("--preset", {"default": "cpu", "choices": ["smoke", "cpu", "paper"]}))
+                     ("--preset", {"default": "cpu", "choices": ["smoke", "cpu", "paper"]}), DEVICE)
     add_config_arguments(train, MSCNNConfig, "network (default: the preset's)")
     add_config_arguments(train, EncoderTrainingConfig, "training (default: the preset's)")
     _command(encoder, "evaluate", _encoder_evaluate, "metrics with bootstrap intervals on a split",
              ("--model", REQUIRED), *DATA, ("--split-name", {"default": "test", "choices": ["train", "val", "test"]}),
              ("--stride", {"type": int, "help": "whole-record mode: samples between windows (default: 1200)"}),
-             ("--out", PATH))
+             ("--out", PATH), DEVICE)
 
     llm = commands.add_parser("llm", help="Task 2: the ECG-LLM").add_subparsers(dest="llm_command", required=True)
     compare = ("--encoder-eval", {**PATH, "help": "Task 1 eval folder to compare with (default: the run's)"})
@@ -192,13 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
                      *DATA, ("--encoder", REQUIRED), ("--out", {**REQUIRED, "help": "e.g. RUN/llm"}),
                      ("--preset", {"default": "cpu", "choices": ["smoke", "cpu", "qwen3-8b"]}), cache,
                      ("--evaluate", {"action": argparse.BooleanOptionalAction, "default": True}), compare,
-                     ("--eval-out", PATH))
+                     ("--eval-out", PATH), DEVICE)
     add_config_arguments(train, ECGLLMConfig, "model (default: the preset's)")
     add_config_arguments(train, LLMTrainingConfig, "training (default: the preset's)")
     add_config_arguments(train, LLMEvaluationConfig, "evaluation after training (default: the preset's)", "eval-")
     evaluate = _command(llm, "evaluate", _llm_evaluate, "scoring, generation, grounding and comparison with Task 1; "
                         "writes the validated threshold beside the model", ("--model", REQUIRED), *DATA, cache,
-                        compare, ("--out", PATH))
+                        compare, ("--out", PATH), DEVICE)
     add_config_arguments(evaluate, LLMEvaluationConfig, "evaluation (default: the model's preset's)")
 
     diagnose = _command(commands, "diagnose", _diagnose, "diagnose recordings (.mat, WFDB .hea/.dat, .csv, .npy)",
@@ -228,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
              ("--data", REQUIRED), ("--out", REQUIRED),
              ("--preset", {"default": "cpu", "choices": ["smoke", "cpu", "qwen3-8b"]}),
              ("--lm", {"help": "backbone override, e.g. a local Qwen3-8B folder"}),
-             ("--seed", {"type": int, "default": 42}))
+             ("--seed", {"type": int, "default": 42}), DEVICE)
     return parser
 
 

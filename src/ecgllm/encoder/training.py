@@ -1,4 +1,5 @@
-"""Training the MS-CNN: AF oversampling, augmentation, best epoch by validation PR AUC, thresholds from validation."""
+"""Training the MS-CNN: AF oversampling, augmentation, best epoch by validation PR AUC, thresholds from validation.
+On a CUDA GPU the forward and backward passes run in bf16 autocast (the weights and optimiser stay float32)."""
 
 import csv
 import dataclasses
@@ -20,7 +21,7 @@ from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold
 from ecgllm.modeling_utils import config_to_dict
-from ecgllm.utils import seed_everything
+from ecgllm.utils import resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,11 @@ def _loader(dataset: CinCDataset, ids: list[str], model_config: MSCNNConfig, con
 
 
 def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model_config: MSCNNConfig,
-                  config: EncoderTrainingConfig, progress: bool = True) -> MSCNN:
-    """Train, keep the epoch with the best validation PR AUC, set thresholds on validation, save to `out_dir`."""
+                  config: EncoderTrainingConfig, progress: bool = True, device: str = "auto") -> MSCNN:
+    """Train on `device`, keep the epoch with the best validation PR AUC, set thresholds on validation, save to
+    `out_dir`. Returns the model on that device."""
     out_dir = Path(out_dir)
+    device = resolve_device(device)
     split.require_task(model_config.task, "this MS-CNN")
     split.check_against(dataset.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,18 +78,19 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     val_labels = np.array([dataset.labels[i] for i in val_ids])
     loader = _loader(dataset, train_ids, model_config, config)
 
-    model = MSCNN(model_config)
+    model = MSCNN(model_config).to(device)  # drawn on the CPU first: the same initial weights on every device
+    autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                                     total_steps=config.epochs * len(loader), pct_start=0.1)
     train_labels = np.array([dataset.labels[i] for i in train_ids])
     pos_weight = None
     if config.balance == "weight":
-        pos_weight = torch.tensor((train_labels == 0).sum() / max(1, (train_labels == 1).sum()))
+        pos_weight = torch.tensor((train_labels == 0).sum() / max(1, (train_labels == 1).sum()), device=device)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
-    logger.info("training MS-CNN %s (%d parameters) on %d records, validating on %d", model_config.preset,
-                sum(p.numel() for p in model.parameters()), len(train_ids), len(val_ids))
+    logger.info("training MS-CNN %s (%d parameters) on %d records, validating on %d, on %s", model_config.preset,
+                sum(p.numel() for p in model.parameters()), len(train_ids), len(val_ids), device)
     best_score, best_epoch, best_state = -1.0, 0, None
     with (out_dir / HISTORY_NAME).open("w", newline="") as history_file:
         history = csv.writer(history_file)
@@ -97,7 +101,10 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
             started, losses = time.perf_counter(), []
             bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress)
             for x, y in bar:
-                loss = loss_fn(model(x), y)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with autocast:
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -18,7 +18,7 @@ from ecgllm.errors import RecordError
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 
-CSV_COLUMNS = ("record", "seconds", "p_af", "threshold", "calibrated", "af", "answer", "error")
+CSV_COLUMNS = ("record", "seconds", "p_af", "threshold", "log_odds", "calibrated", "af", "answer", "error")
 
 
 @dataclass
@@ -44,10 +44,10 @@ class BatchDiagnosis:
             writer = csv.writer(handle)
             writer.writerow(CSV_COLUMNS)
             for r in self.results:
-                writer.writerow([r.record, r.seconds, f"{r.p_af:.6f}", r.threshold, int(r.calibrated), int(r.af),
-                                 r.answer, ""])
+                writer.writerow([r.record, r.seconds, f"{r.p_af:.6f}", r.threshold, f"{r.log_odds:.4f}",
+                                 int(r.calibrated), int(r.af), r.answer, ""])
             for f in self.failures:
-                writer.writerow([f.file, "", "", "", "", "", "", f.error])
+                writer.writerow([f.file, *[""] * (len(CSV_COLUMNS) - 2), f.error])
 
 
 def format_outcome(path: Path, outcome: Diagnosis | RecordError, lang: str | None = None) -> str:

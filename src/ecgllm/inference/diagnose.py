@@ -3,8 +3,9 @@
 A model trained on whole-record tokens (`ecg_input="whole"`, the cpu preset) scores the record's averaged tokens once;
 its per-window bars come from the frozen encoder's own head (cheap, and labelled as the encoder's: the LM never saw
 single windows in training). A centre-crop model scores every window with the LM and aggregates them (the encoder
-config's `aggregate`), the window closest to that P(AF) speaking for the record. The decision is taken at the model's
-threshold chosen on validation (its calibration; a model without one decides at 0.5 and says so), and the answer goes
+config's `aggregate`), the window closest to that score speaking for the record. The decision is taken on the log-odds
+at the model's threshold chosen on validation (its calibration; a model without one decides at P(AF) 0.5 and says so);
+P(AF) is reported beside it. The answer goes
 on greedily from the scoring pass's key/value cache after the chosen decision sentence: the prompt runs once.
 Several recordings are diagnosed as one batch (`diagnose_many`): the model runs once for all of them, and a bad
 recording is reported without failing the others. The decision and the measured figures are also given in the other
@@ -17,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ecgllm.data.preprocess import aggregate_windows, resample, window_starts
+from ecgllm.data.preprocess import resample, window_starts
 from ecgllm.errors import RecordError
 from ecgllm.llm.answers import numbers_grounded
-from ecgllm.llm.calibration import decision_threshold
+from ecgllm.llm.calibration import decision_log_odds, p_af
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
@@ -47,9 +48,11 @@ class Diagnosis:
     seconds: float
     fs_input: float
     fs_model: float
-    p_af: float
-    threshold: float
-    calibrated: bool  # False: the model was never evaluated, and `threshold` is the unvalidated 0.5
+    p_af: float  # sigmoid(log_odds), for reading
+    threshold: float  # the decision threshold as P(AF), for reading
+    log_odds: float  # log p(AF sentence) - log p(normal sentence): what the decision is made on
+    threshold_log_odds: float
+    calibrated: bool  # False: the model was never evaluated, and the threshold is the unvalidated P(AF) 0.5
     af: bool
     answer: str
     lang: str
@@ -80,6 +83,18 @@ class _Prepared:
     tokens: torch.Tensor  # [W, k, D] of its sliding windows
 
 
+def aggregate_log_odds(log_odds: np.ndarray, method: str) -> float:
+    """The log-odds of the windows' aggregated P(AF), computed without leaving log space (so confident windows do not
+    round to P = 1): for "mean", log(mean p) - log(mean (1 - p))."""
+    if method == "max":
+        return float(np.max(log_odds))
+    if method == "mean":
+        scores = torch.as_tensor(log_odds, dtype=torch.float64)
+        logsigmoid = torch.nn.functional.logsigmoid
+        return float(torch.logsumexp(logsigmoid(scores), 0) - torch.logsumexp(logsigmoid(-scores), 0))
+    raise ValueError(f"unknown aggregation {method!r}; choose 'mean' or 'max'")
+
+
 class Diagnoser:
     """A loaded model ready to diagnose many recordings: the prompt prefix's key/value cache (the same for every
     recording) is computed once and kept here, beside the model it was computed with."""
@@ -89,12 +104,11 @@ class Diagnoser:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.formatter = ChatFormatter(model.tokenizer, model.config)
-        self.threshold = decision_threshold(model.calibration)
+        self.threshold = decision_log_odds(model.calibration)
         self._prefix: PrefixCache | None = None
         if model.calibration is None:
             logger.warning("this model has no calibration (it was never evaluated): decisions are made at the "
-                           "unvalidated threshold %.2f; run `ecgllm llm evaluate` to choose one on validation",
-                           self.threshold)
+                           "unvalidated P(AF) 0.5; run `ecgllm llm evaluate` to choose a threshold on validation")
 
     def _prefix_for(self, prompt: list[int]) -> PrefixCache:
         if self._prefix is None:
@@ -135,38 +149,39 @@ class Diagnoser:
             window_p = [torch.sigmoid(model.encoder_logit(item.tokens)).cpu().numpy() for item in items]
             inputs = model.projector_input(torch.stack([item.tokens.mean(0) for item in items]),
                                            [item.evidence for item in items])
-            decisions, record_p, aggregation, scorer = None, None, "tokens", "encoder"
+            decisions, record_scores, aggregation, scorer = None, None, "tokens", "encoder"
             window_threshold = float(model.encoder.config.thresholds["center"])
         else:  # every window scored by the LM; the window closest to the record's P(AF) speaks for it
             window_inputs = model.projector_input(torch.cat([item.tokens for item in items]),
                                                   [item.evidence for item in items for _ in item.tokens])
             scores = score_batched(model, self.formatter, [item.prompt for item in items for _ in item.tokens],
                                    window_inputs, self.batch_size, prefix)
-            window_p = np.split(scores, np.cumsum([len(item.tokens) for item in items])[:-1])
-            record_p = [aggregate_windows(p, pre.aggregate) for p in window_p]
-            chosen = [int(np.argmin(np.abs(p - r))) for p, r in zip(window_p, record_p)]
+            window_scores = np.split(scores, np.cumsum([len(item.tokens) for item in items])[:-1])
+            record_scores = [aggregate_log_odds(s, pre.aggregate) for s in window_scores]
+            chosen = [int(np.argmin(np.abs(s - r))) for s, r in zip(window_scores, record_scores)]
             inputs = model.projector_input(torch.stack([item.tokens[c] for item, c in zip(items, chosen)]),
                                            [item.evidence for item in items])
-            decisions = [int(r >= self.threshold) for r in record_p]
-            aggregation, scorer, window_threshold = pre.aggregate, "llm", self.threshold
+            decisions = [int(r >= self.threshold) for r in record_scores]
+            window_p = [p_af(s) for s in window_scores]
+            aggregation, scorer, window_threshold = pre.aggregate, "llm", float(p_af(self.threshold))
 
-        p_af, decided, continuations = [], [], []
+        log_odds, decided, continuations = [], [], []
         for start in range(0, len(items), self.batch_size):
             stop = start + self.batch_size
             p, d, c = score_and_answer(model, self.formatter, [item.prompt for item in items[start:stop]],
                                        inputs[start:stop], self.threshold, self.max_new_tokens,
                                        None if decisions is None else decisions[start:stop], prefix)
-            p_af += list(p)
+            log_odds += list(p)
             decided += d
             continuations += c
-        if record_p is not None:  # a centre-crop model's P(AF) is its windows', not the representative's
-            p_af = record_p
+        if record_scores is not None:  # a centre-crop model's score is its windows', not the representative's
+            log_odds = record_scores
         for n, (position, item) in enumerate(ready):
-            outcomes[position] = self._diagnosis(item, float(p_af[n]), bool(decided[n]), continuations[n],
+            outcomes[position] = self._diagnosis(item, float(log_odds[n]), bool(decided[n]), continuations[n],
                                                  window_p[n], aggregation, scorer, window_threshold)
         return outcomes
 
-    def _diagnosis(self, item: _Prepared, p_af: float, af: bool, continuation: str, window_p: np.ndarray,
+    def _diagnosis(self, item: _Prepared, log_odds: float, af: bool, continuation: str, window_p: np.ndarray,
                    aggregation: str, scorer: str, window_threshold: float) -> Diagnosis:
         config, pre = self.model.config, self.model.encoder.config.preprocess
         lang = config.lang
@@ -177,7 +192,8 @@ class Diagnoser:
         n = len(item.signal)
         return Diagnosis(
             record=item.record, seconds=round(item.seconds, 2), fs_input=item.fs_input, fs_model=float(pre.fs),
-            p_af=p_af, threshold=float(self.threshold), calibrated=self.model.calibration is not None, af=af,
+            p_af=float(p_af(log_odds)), threshold=float(p_af(self.threshold)), log_odds=log_odds,
+            threshold_log_odds=float(self.threshold), calibrated=self.model.calibration is not None, af=af,
             answer=answer, lang=lang,
             numbers_grounded=numbers_grounded(answer, item.evidence) if cites_rhythm else True,
             translations={other: answer_text(int(af), other, item.evidence if cites_rhythm else None)

@@ -1,6 +1,6 @@
-"""Evaluating the ECG-LLM: P(AF) by scoring (threshold from validation), free generation parsed safely, grounding
-of the cited numbers, and the paired comparison with Task 1 on the same records. The threshold is written beside the
-model's weights as its calibration."""
+"""Evaluating the ECG-LLM: the log-odds of AF by scoring (threshold from validation, on the log-odds), free generation
+parsed safely, grounding of the cited numbers, and the paired comparison with Task 1 on the same records. The
+threshold is written beside the model's weights as its calibration; P(AF) is written for reading."""
 
 import csv
 import json
@@ -16,29 +16,31 @@ from ecgllm.data.split import Split, subset_ids
 from ecgllm.evaluation.compare import mcnemar, paired_bootstrap
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold, evaluate_predictions, format_evaluation
 from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision
-from ecgllm.llm.calibration import Calibration
+from ecgllm.llm.calibration import Calibration, p_af
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLMEvaluationConfig, preset_evaluation
 from ecgllm.llm.data import Example, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.prompts import DECISION
-from ecgllm.llm.scoring import generate_answers, score_af
+from ecgllm.llm.scoring import generate_answers, score_log_odds
+from ecgllm.utils import resolve_device
 
 
 def predict(model: ECGLLM, examples: list[Example], batch_size: int, max_new_tokens: int | None = None,
             threshold: float | None = None, progress: bool = True, desc: str = "ECG-LLM"
             ) -> tuple[np.ndarray, list[str]]:
-    """P(AF) for every example and, with `max_new_tokens`, its greedily generated answer decided at `threshold`."""
+    """The log-odds of AF for every example and, with `max_new_tokens`, its greedily generated answer decided at
+    `threshold` (log-odds)."""
     formatter = ChatFormatter(model.tokenizer, model.config)
-    probabilities, answers = [], []
+    log_odds, answers = [], []
     for start in tqdm(range(0, len(examples), batch_size), desc=desc, unit="batch", disable=not progress):
         batch = examples[start:start + batch_size]
         prompts = [e.prompt_ids for e in batch]
         features = torch.stack([e.features for e in batch])
-        probabilities.append(score_af(model, formatter, prompts, features))
+        log_odds.append(score_log_odds(model, formatter, prompts, features))
         if max_new_tokens:
             answers += generate_answers(model, formatter, prompts, features, max_new_tokens, threshold)
-    return np.concatenate(probabilities), answers
+    return np.concatenate(log_odds), answers
 
 
 def generation_report(examples: list[Example], answers: list[str], scored: np.ndarray, lang: str,
@@ -68,7 +70,8 @@ def generation_report(examples: list[Example], answers: list[str], scored: np.nd
 
 def compare_with_encoder(labels: np.ndarray, ids: list[str], p_llm: np.ndarray, threshold_llm: float,
                          encoder_eval_dir: Path) -> dict:
-    """Task 1 vs Task 2 on the same test records, for each Task 1 mode."""
+    """Task 1 vs Task 2 on the same test records, for each Task 1 mode; `p_llm` is any score the LLM decides on at
+    `threshold_llm` (its log-odds)."""
     rows = {r["record"]: r for r in csv.DictReader((encoder_eval_dir / "predictions.csv").open())}
     modes = json.loads((encoder_eval_dir / "metrics.json").read_text())["modes"]
     thresholds = {mode: result["threshold"] for mode, result in modes.items()}
@@ -93,49 +96,52 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     val_labels = np.array([e.label for e in val_examples])
-    p_val, _ = predict(model, val_examples, config.batch_size, progress=progress, desc="scoring validation")
-    threshold = choose_threshold(val_labels, p_val)
+    s_val, _ = predict(model, val_examples, config.batch_size, progress=progress, desc="scoring validation")
+    threshold = choose_threshold(val_labels, s_val)  # on the log-odds
 
     labels = np.array([e.label for e in test_examples])
-    p_test, answers = predict(model, test_examples, config.batch_size, config.max_new_tokens if generate else None,
+    s_test, answers = predict(model, test_examples, config.batch_size, config.max_new_tokens if generate else None,
                               threshold, progress, "test")
-    scored = (p_test >= threshold).astype(int)
+    scored = (s_test >= threshold).astype(int)
     result = {"system": f"ECG-LLM ({model.config.preset}: {model.config.lm}, {model.config.ecg_tokens} ECG tokens, "
                         f"rhythm prompt {'on' if model.config.rhythm_prompt else 'off'}"
                         f"{', rhythm input' if model.config.rhythm_input else ''}"
                         f"{', verdict input' if model.config.verdict_input else ''}, {model.config.lang})",
+              "score": "log-odds",  # thresholds below are on log p(AF sentence) - log p(normal sentence)
               "validation": {"n_records": len(val_labels), "n_positive": int(val_labels.sum()), "threshold": threshold,
-                             "metrics": binary_metrics(val_labels, p_val, threshold)},
-              "scoring": evaluate_predictions(labels, p_test, threshold)}
+                             "threshold_p_af": float(p_af(threshold)),
+                             "metrics": binary_metrics(val_labels, s_val, threshold)},
+              "scoring": evaluate_predictions(labels, s_test, threshold)}
     if generate:
         result["generation"] = generation_report(test_examples, answers, scored, model.config.lang,
                                                  model.config.rhythm_prompt)
     ids = [e.record for e in test_examples]
     if encoder_eval_dir is not None and (Path(encoder_eval_dir) / "predictions.csv").exists():
-        result["comparison_with_task1"] = compare_with_encoder(labels, ids, p_test, threshold, Path(encoder_eval_dir))
+        result["comparison_with_task1"] = compare_with_encoder(labels, ids, s_test, threshold, Path(encoder_eval_dir))
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     (out_dir / "metrics.txt").write_text(format_llm_result(result) + "\n")
     with (out_dir / "validation_predictions.csv").open("w", newline="") as handle:  # where the threshold came from
-        csv.writer(handle).writerows([("record", "label", "p_af"),
-                                      *((e.record, e.label, f"{p:.6f}") for e, p in zip(val_examples, p_val))])
+        csv.writer(handle).writerows([("record", "label", "log_odds", "p_af"),
+                                      *((e.record, e.label, f"{s:.6f}", f"{p_af(s):.6f}")
+                                        for e, s in zip(val_examples, s_val))])
     with (out_dir / "predictions.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["record", "label", "p_af", "decision", "answer", "parsed_decision"])
+        writer.writerow(["record", "label", "log_odds", "p_af", "decision", "answer", "parsed_decision"])
         for i, e in enumerate(test_examples):
             answer = answers[i] if generate else ""
-            writer.writerow([e.record, e.label, f"{p_test[i]:.6f}", scored[i], answer,
+            writer.writerow([e.record, e.label, f"{s_test[i]:.6f}", f"{p_af(s_test[i]):.6f}", scored[i], answer,
                              "" if not generate else parse_decision(answer, model.config.lang).value])
     return result
 
 
 def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Split, out_dir: str | Path,
                           cache_dir: str | Path, settings: dict | None = None, encoder_eval_dir: Path | None = None,
-                          seed: int = 42, progress: bool = True) -> dict:
-    """Evaluate a trained ECG-LLM folder (threshold from validation) and write that threshold beside its weights.
-    Batch size and answer length are those of the model's preset, unless `settings` (LLMEvaluationConfig fields)
-    say otherwise."""
+                          seed: int = 42, progress: bool = True, device: str = "auto") -> dict:
+    """Evaluate a trained ECG-LLM folder on `device` (threshold from validation) and write that threshold beside its
+    weights. Batch size and answer length are those of the model's preset, unless `settings` (LLMEvaluationConfig
+    fields) say otherwise."""
     split.require_task("binary", "the ECG-LLM")
-    model = ECGLLM.from_pretrained(model_dir)
+    model = ECGLLM.from_pretrained(model_dir, device=resolve_device(device))
     config = override(preset_evaluation(model.config.preset), settings or {})
     val = prepare_examples(model, dataset, subset_ids(split, "val", config.max_records, seed), cache_dir, progress)
     test = prepare_examples(model, dataset, subset_ids(split, "test", config.max_records, seed), cache_dir, progress)

@@ -24,7 +24,7 @@ from torch import nn
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.errors import CheckpointError
 from ecgllm.llm.backbones import load_lm, resolve_lm
-from ecgllm.llm.calibration import Calibration
+from ecgllm.llm.calibration import Calibration, log_odds_of
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig
 from ecgllm.llm.ecg_tokens import encode_windows
 from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME, config_from_dict, load_weights, read_config, save_config
@@ -111,7 +111,7 @@ def _migrate_config(raw: dict, path: Path) -> tuple[dict, Calibration | None]:
         return raw, None
     logger.info("%s: threshold %.4f read from config.json (written by an earlier version); `ecgllm llm evaluate` "
                 "rewrites it as calibration.json", path, threshold)
-    return raw, Calibration(float(threshold), "validation split (kept in config.json by an earlier version)")
+    return raw, Calibration(log_odds_of(threshold), "validation split (kept in config.json by an earlier version)")
 
 
 class ECGLLM(nn.Module):
@@ -129,15 +129,16 @@ class ECGLLM(nn.Module):
     # ---- building and loading -------------------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, config: ECGLLMConfig, encoder_dir: str | Path, seed: int = 42) -> "ECGLLM":
-        """A new model for training: the encoder from its checkpoint, the base LM, a fresh projector and LoRA.
-        The new weights are drawn from `seed` alone, whatever loading the backbone did to the random state (a
+    def build(cls, config: ECGLLMConfig, encoder_dir: str | Path, seed: int = 42, device: str | torch.device = "cpu"
+              ) -> "ECGLLM":
+        """A new model for training on `device`: the encoder from its checkpoint, the base LM, a fresh projector and
+        LoRA. The new weights are drawn from `seed` alone, whatever loading the backbone did to the random state (a
         first-use conversion draws numbers that a cached backbone does not)."""
         from peft import LoraConfig, get_peft_model
 
         encoder_dir = Path(encoder_dir)
-        encoder = MSCNN.from_pretrained(encoder_dir)
-        lm = load_lm(config.lm, config.lm_dtype)
+        encoder = MSCNN.from_pretrained(encoder_dir).to(device)
+        lm = load_lm(config.lm, config.lm_dtype, device)
         tokenizer = load_tokenizer(resolve_lm(config.lm), config.placeholder, add_placeholder=True)
         fit_embeddings(lm, tokenizer)
         lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
@@ -146,7 +147,8 @@ class ECGLLM(nn.Module):
             config, feature_dim=encoder.config.feature_dim, hidden_size=lm.config.hidden_size,
             encoder_preset=encoder.config.preset, encoder_fingerprint=encoder_fingerprint(encoder_dir))
         torch.manual_seed(seed)
-        return cls(config, encoder, get_peft_model(lm, lora), tokenizer)
+        model = cls(config, encoder, get_peft_model(lm, lora), tokenizer)
+        return model.to(device)  # the new projector (and LoRA weights) beside the rest
 
     def save_trainable(self, folder: str | Path) -> None:
         """What training changes: the projector and the LoRA adapter. The placeholder's embedding row is rebuilt
@@ -181,8 +183,9 @@ class ECGLLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, encoder: str | Path | None = None, lm: str | None = None,
-                        ) -> "ECGLLM":
-        """Load a trained model; `encoder` and `lm` override where the encoder and the base LM are read from."""
+                        device: str | torch.device = "cpu") -> "ECGLLM":
+        """Load a trained model onto `device`; `encoder` and `lm` override where the encoder and the base LM are read
+        from."""
         from peft import PeftModel
 
         folder = Path(folder)
@@ -201,7 +204,7 @@ class ECGLLM(nn.Module):
                 f"this model was trained with (preset {config.encoder_preset!r}, "
                 f"fingerprint {config.encoder_fingerprint})")
         tokenizer = load_tokenizer(folder / TOKENIZER_DIR, config.placeholder, add_placeholder=False)
-        base = load_lm(config.lm, config.lm_dtype)
+        base = load_lm(config.lm, config.lm_dtype, device)
         fit_embeddings(base, tokenizer)
         adapter = folder / ADAPTER_DIR
         if not (adapter / "adapter_config.json").is_file():
@@ -213,12 +216,12 @@ class ECGLLM(nn.Module):
                                   f"{error})") from None
         model = cls(config, mscnn, peft_lm, tokenizer, Calibration.load(folder) or legacy_calibration)
         load_weights(model.projector, folder / PROJECTOR_NAME)
-        return model.eval()
+        return model.to(device).eval()
 
     # ---- the projector's input --------------------------------------------------------------------------------------
 
     def encode_ecg(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, 1, L] z-scored -> ECG tokens [B, k, D] from the frozen encoder (on the CPU)."""
+        """x [B, 1, L] z-scored -> ECG tokens [B, k, D] from the frozen encoder (computed on its device)."""
         return encode_windows(self.encoder, x, self.config.ecg_tokens)
 
     def projector_input(self, tokens: torch.Tensor, rhythms: list[RhythmEvidence]) -> torch.Tensor:
@@ -263,9 +266,25 @@ class ECGLLM(nn.Module):
 
     def forward(self, input_ids, attention_mask, ecg_features, labels=None, logits_to_keep: int = 0,
                 use_cache: bool = False):
+        """With `labels` (-100 outside the answers), the loss is the mean cross-entropy of the answer tokens, and only
+        the positions from the one before the first answer token on go through the LM head: the head (151,936 x 4096
+        for Qwen3-8B) over every prompt position would cost time and ~0.5 GB of logits per batch for nothing."""
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # right or left padding alike
-        return self.lm(inputs_embeds=self.embed(input_ids, ecg_features), attention_mask=attention_mask,
-                       position_ids=position_ids, labels=labels, logits_to_keep=logits_to_keep, use_cache=use_cache)
+        embeddings = self.embed(input_ids, ecg_features)
+        if labels is None:
+            return self.lm(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=position_ids,
+                           logits_to_keep=logits_to_keep, use_cache=use_cache)
+        answer = labels != -100  # [B, T]
+        if not answer.any():
+            raise ValueError("no answer tokens in this batch: every label is -100")
+        first = int(answer.int().argmax(1)[answer.any(1)].min())  # earliest answer token of the batch
+        keep = labels.shape[1] - max(first, 1) + 1  # logit t predicts token t + 1
+        out = self.lm(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=position_ids,
+                      logits_to_keep=keep, use_cache=False)
+        logits = out.logits[:, :-1].float()  # [B, keep - 1, V]: predicts tokens T - keep + 1 .. T - 1
+        targets = labels[:, labels.shape[1] - keep + 1:]
+        out.loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return out
 
     @property
     def device(self) -> torch.device:

@@ -1,5 +1,6 @@
-"""Scoring and generation: P(AF) from the likelihood of the two decision sentences, and free greedy generation of
-the whole answer (decided at a given threshold)."""
+"""Scoring and generation: the log-odds of AF, log p(AF sentence) - log p(normal sentence), from the likelihood of the
+two decision sentences, and free greedy generation of the whole answer (decided at a given log-odds threshold).
+Scores stay log-odds (float64) everywhere a decision is made; P(AF) = sigmoid(log-odds) is for showing only."""
 
 import copy
 
@@ -81,12 +82,15 @@ def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[i
     return sentence_ll, out.cache, mask, after
 
 
+def _log_odds(sentence_ll: torch.Tensor) -> np.ndarray:
+    return (sentence_ll[:, 1].double() - sentence_ll[:, 0].double()).cpu().numpy()
+
+
 @torch.no_grad()
-def score_af(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
-             prefix: PrefixCache | None = None) -> np.ndarray:
-    """P(AF) = sigmoid(log p(AF sentence | prompt) - log p(normal sentence | prompt))."""
-    sentence_ll = _decision_pass(model, formatter, prompts, features, prefix, keep_cache=False)
-    return torch.sigmoid(sentence_ll[:, 1] - sentence_ll[:, 0]).cpu().numpy()
+def score_log_odds(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
+                   prefix: PrefixCache | None = None) -> np.ndarray:
+    """log p(AF sentence | prompt) - log p(normal sentence | prompt) of each prompt [n], float64."""
+    return _log_odds(_decision_pass(model, formatter, prompts, features, prefix, keep_cache=False))
 
 
 def _end_tokens(tokenizer) -> list[int]:
@@ -98,14 +102,14 @@ def _end_tokens(tokenizer) -> list[int]:
 def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
                      threshold: float, max_new_tokens: int = 48, decisions: list[int] | None = None,
                      prefix: PrefixCache | None = None) -> tuple[np.ndarray, list[int], list[str]]:
-    """P(AF), the decision, and the rest of the answer, from one pass over each prompt: the decision is the sentence
-    whose log-odds clear logit(threshold) (or `decisions`, when the caller decided otherwise), and the answer goes on
-    greedily from the key/value cache of prompt + that sentence, never running the prompt again.
-    Returns P(AF) [n], decisions (0/1) and the generated continuations (after the decision sentence)."""
+    """The log-odds, the decision, and the rest of the answer, from one pass over each prompt: the decision is the
+    sentence whose log-odds clear `threshold` (log-odds; or `decisions`, when the caller decided otherwise), and the
+    answer goes on greedily from the key/value cache of prompt + that sentence, never running the prompt again.
+    Returns log-odds [n], decisions (0/1) and the generated continuations (after the decision sentence)."""
     sentence_ll, cache, mask, after = _decision_pass(model, formatter, prompts, features, prefix, keep_cache=True)
-    log_odds = sentence_ll[:, 1] - sentence_ll[:, 0]
+    log_odds = _log_odds(sentence_ll)
     if decisions is None:
-        decisions = (log_odds >= float(np.log(threshold / (1 - threshold)))).long().tolist()
+        decisions = [int(v >= threshold) for v in log_odds]
     rows = torch.arange(len(prompts), device=mask.device) * 2 + torch.tensor(decisions, device=mask.device)
     cache.batch_select_indices(rows)
     mask, logits = mask[rows], after[rows]
@@ -123,22 +127,23 @@ def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
                        cache=cache, use_cache=True)
         cache, logits = out.cache, out.logits[:, -1].float()
     tokens = torch.stack(generated, 1) if generated else torch.zeros(len(prompts), 0, dtype=torch.long)
-    return torch.sigmoid(log_odds).cpu().numpy(), decisions, [formatter.decode(row) for row in tokens]
+    return log_odds, decisions, [formatter.decode(row) for row in tokens]
 
 
 class DecisionBias(LogitsProcessor):
     """Puts greedy decoding at the validated operating point.
 
-    Scoring says AF when log p(AF sentence) - log p(normal sentence) >= logit(threshold). Where the two decision
-    sentences part, the AF branch's first token is lowered by logit(threshold), so that generation decides at the
-    same threshold instead of at 0.5. Only that one position is touched; everything else is plain greedy decoding.
+    Scoring says AF when log p(AF sentence) - log p(normal sentence) >= `threshold` (log-odds). Where the two
+    decision sentences part, the AF branch's first token is lowered by that threshold, so that generation decides at
+    the same operating point instead of at log-odds 0. Only that one position is touched; everything else is plain
+    greedy decoding.
     """
 
     def __init__(self, normal_ids: list[int], af_ids: list[int], threshold: float):
         self.split = next(i for i, (a, b) in enumerate(zip(normal_ids, af_ids)) if a != b)
         self.prefix = torch.tensor(normal_ids[:self.split])
         self.af_token = af_ids[self.split]
-        self.bias = float(np.log(threshold / (1 - threshold)))
+        self.bias = float(threshold)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         # With inputs_embeds, input_ids holds only the generated tokens.
@@ -151,12 +156,14 @@ class DecisionBias(LogitsProcessor):
 @torch.no_grad()
 def generate_answers(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
                      max_new_tokens: int = 64, threshold: float | None = None) -> list[str]:
-    """Greedy decoding of the full answer; with `threshold`, decided at that operating point (see DecisionBias)."""
+    """Greedy decoding of the full answer; with `threshold` (log-odds), decided at that operating point (see
+    DecisionBias)."""
     model.eval()
     tokenizer = formatter.tokenizer
     ids, mask = pad(prompts, tokenizer.pad_token_id, side="left")
     embeddings = model.embed(ids.to(model.device), features.to(model.device))
-    processors = LogitsProcessorList([DecisionBias(*formatter.decision_ids(), threshold)] if threshold else [])
+    processors = LogitsProcessorList([DecisionBias(*formatter.decision_ids(), threshold)] if threshold is not None
+                                     else [])
     out = model.lm.generate(inputs_embeds=embeddings, attention_mask=mask.to(model.device),
                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
                             eos_token_id=_end_tokens(tokenizer), temperature=None, top_p=None, top_k=None,
@@ -166,6 +173,7 @@ def generate_answers(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
 
 def score_batched(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
                   batch_size: int = 16, prefix: PrefixCache | None = None) -> np.ndarray:
-    """P(AF) of each (prompt, projector input) pair, batch by batch, continuing from `prefix` where it matches."""
-    return np.concatenate([score_af(model, formatter, prompts[i:i + batch_size], features[i:i + batch_size], prefix)
-                           for i in range(0, len(prompts), batch_size)])
+    """The log-odds of each (prompt, projector input) pair, batch by batch, continuing from `prefix` where it
+    matches."""
+    return np.concatenate([score_log_odds(model, formatter, prompts[i:i + batch_size], features[i:i + batch_size],
+                                          prefix) for i in range(0, len(prompts), batch_size)])

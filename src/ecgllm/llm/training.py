@@ -23,6 +23,7 @@ from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.modeling_utils import config_to_dict
+from ecgllm.utils import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,15 @@ STATE_NAME = "training_state.pt"  # optimiser, schedule and RNG: what resuming n
 CHECKPOINT_PATTERN = re.compile(r"checkpoint_epoch_(\d+)$")
 
 
-def make_accelerator(config: LLMTrainingConfig):
+def make_accelerator(config: LLMTrainingConfig, device: str = "auto"):
+    """The accelerator for `device` ("auto": CUDA when there is one; under `accelerate launch` each process takes its
+    own GPU); bf16 mixed precision where the GPU supports it and `config.bf16` asks for it."""
     from accelerate import Accelerator
 
-    cuda = torch.cuda.is_available()
+    device = resolve_device(device)
+    cuda = device.type == "cuda"
+    if cuda and device.index is not None and int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        torch.cuda.set_device(device)
     bf16 = config.bf16 and cuda and torch.cuda.is_bf16_supported()
     # cpu=True matters: under `accelerate launch --multi_gpu` on a CPU machine, a plain Accelerator() silently runs
     # each process alone, without gradient synchronisation.
@@ -96,22 +102,22 @@ def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, fea
 
 
 def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_dir: str | Path,
-              model_config: ECGLLMConfig, config: LLMTrainingConfig, cache_dir: str | Path, progress: bool = True
-              ) -> Path:
-    """Train; writes checkpoint_epoch_{n} (adapter + projector + optimiser state) and `final/`. Resumes from the
-    last complete epoch checkpoint. ECG tokens and rhythm figures are read from (and added to) `cache_dir`. Returns
-    the folder of the final model."""
+              model_config: ECGLLMConfig, config: LLMTrainingConfig, cache_dir: str | Path, progress: bool = True,
+              device: str = "auto") -> Path:
+    """Train on `device`; writes checkpoint_epoch_{n} (adapter + projector + optimiser state) and `final/`. Resumes
+    from the last complete epoch checkpoint. ECG tokens and rhythm figures are read from (and added to) `cache_dir`
+    (computed by the encoder on the same device). Returns the folder of the final model."""
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
     out_dir, encoder_dir = Path(out_dir), Path(encoder_dir)
     split.require_task("binary", "the ECG-LLM")
-    accelerator = make_accelerator(config)
+    accelerator = make_accelerator(config, device)
     split.check_against(dataset.labels)
     with accelerator.main_process_first():  # a backbone converted or built on first use is made once
-        model = ECGLLM.build(model_config, encoder_dir, config.seed)
-    if config.gradient_checkpointing:
-        model.lm.gradient_checkpointing_enable()
+        model = ECGLLM.build(model_config, encoder_dir, config.seed, accelerator.device)
+    if config.gradient_checkpointing:  # non-reentrant: the frozen embeddings need no requires_grad hook for PEFT
+        model.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     train_ids = subset_ids(split, "train", config.max_train_records, config.seed)
     with accelerator.main_process_first():  # one process fills the caches, the others read them
         examples = prepare_examples(model, dataset, train_ids, cache_dir, progress and accelerator.is_main_process)

@@ -24,7 +24,7 @@ from ecgllm.data.readers import read_recording
 from ecgllm.errors import DataFolderError, RecordError
 from ecgllm.evaluation.metrics import binary_metrics, evaluate_predictions, format_evaluation
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS
-from ecgllm.llm.calibration import decision_threshold
+from ecgllm.llm.calibration import decision_log_odds, p_af
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
@@ -107,14 +107,14 @@ def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig, prefix:
         return []
     tokens = encode_signal_windows(model.encoder, signal, model.config.ecg_tokens, config.batch_size)[keep]
     inputs = model.projector_input(tokens, rhythms)
-    for row, p in zip(rows, score_batched(model, formatter, prompts, inputs, config.batch_size, prefix)):
-        row["p_af"] = float(p)
+    for row, log_odds in zip(rows, score_batched(model, formatter, prompts, inputs, config.batch_size, prefix)):
+        row["log_odds"], row["p_af"] = float(log_odds), float(p_af(log_odds))
     return rows
 
 
 def _record_summary(rows: list[dict], threshold: float) -> dict:
     labels = np.array([r["label"] for r in rows])
-    p = np.array([r["p_af"] for r in rows])
+    p = np.array([r["log_odds"] for r in rows])
     metrics = binary_metrics(labels, p, threshold)
     return {"record": rows[0]["record"], "lead": rows[0]["lead"], "windows": len(rows), "af_windows": int(labels.sum()),
             "annotated_af_burden": float(labels.mean()), "predicted_af_burden": float(np.mean(p >= threshold)),
@@ -131,10 +131,10 @@ def evaluate_external(model: ECGLLM, folder: str | Path, out_dir: str | Path, co
     config = config or ExternalConfig()
     folder, out_dir = Path(folder), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    threshold = decision_threshold(model.calibration)
+    threshold = decision_log_odds(model.calibration)
     if model.calibration is None:
         logger.warning("this model has no calibration (it was never evaluated): windows are decided at the "
-                       "unvalidated threshold %.2f", threshold)
+                       "unvalidated P(AF) 0.5")
     windows, records, failures = [], [], []
     formatter = ChatFormatter(model.tokenizer, model.config)
     prefix = PrefixCache(model, formatter, formatter.prompt_ids(None))  # the instruction before the ECG: all alike
@@ -152,8 +152,9 @@ def evaluate_external(model: ECGLLM, folder: str | Path, out_dir: str | Path, co
         raise DataFolderError(f"{folder}: no record gave a labelled window ({len(failures)} failed)")
 
     labels = np.array([r["label"] for r in windows])
-    p = np.array([r["p_af"] for r in windows])
-    result = {"folder": str(folder), "config": asdict(config), "threshold": threshold,
+    p = np.array([r["log_odds"] for r in windows])
+    result = {"folder": str(folder), "config": asdict(config), "score": "log-odds", "threshold": threshold,
+              "threshold_p_af": float(p_af(threshold)),
               "calibrated": model.calibration is not None,
               "window_seconds": model.encoder.config.preprocess.window / model.encoder.config.preprocess.fs,
               "overall": evaluate_predictions(labels, p, threshold), "records": records, "failures": failures}

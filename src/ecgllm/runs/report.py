@@ -16,6 +16,7 @@ import numpy as np
 from ecgllm import __version__
 from ecgllm.errors import CheckpointError
 from ecgllm.evaluation.metrics import METRIC_NAMES
+from ecgllm.llm.calibration import p_af
 from ecgllm.runs.layout import RunLayout
 
 SYSTEMS_TASK1 = {"center": "Task 1 MS-CNN, centre 8 s", "whole": "Task 1 MS-CNN, whole record"}
@@ -37,11 +38,18 @@ def _image(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _metric_row(name: str, result: dict) -> str:
+def _llm_threshold_p(metrics: dict) -> float:
+    """The LLM's threshold as P(AF), for pictures and tables; written as log-odds since the log-odds decisions (a run
+    of an earlier version wrote P(AF))."""
+    threshold = metrics["scoring"]["threshold"]
+    return float(p_af(threshold)) if metrics.get("score") == "log-odds" else threshold
+
+
+def _metric_row(name: str, result: dict, threshold: float) -> str:
     cells = "".join(f"<td>{result['metrics'][m]:.3f}<br><small>{result['intervals_95'][m][0]:.3f}–"
                     f"{result['intervals_95'][m][1]:.3f}</small></td>" for m in METRIC_NAMES)
     cm = result["confusion_matrix"]
-    return (f"<tr><th>{html.escape(name)}</th><td>{result['threshold']:.3f}</td>{cells}"
+    return (f"<tr><th>{html.escape(name)}</th><td>{threshold:.3g}</td>{cells}"
             f"<td>{cm['tp']}/{cm['fn']}/{cm['fp']}/{cm['tn']}</td></tr>")
 
 
@@ -113,8 +121,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: s
     systems = {name: (labels, np.array([float(encoder_rows[i][f"p_af_{mode}"]) for i in ids]),
                       encoder_metrics["modes"][mode]["threshold"])
                for mode, name in SYSTEMS_TASK1.items() if mode in encoder_metrics["modes"]}
-    systems["Task 2 ECG-LLM"] = (labels, np.array([float(r["p_af"]) for r in llm_rows]),
-                                 llm_metrics["scoring"]["threshold"])
+    systems["Task 2 ECG-LLM"] = (labels, np.array([float(r["p_af"]) for r in llm_rows]), _llm_threshold_p(llm_metrics))
 
     figures = layout.root / "report"
     figures.mkdir(parents=True, exist_ok=True)
@@ -128,9 +135,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: s
     }
 
     header = "".join(f"<th>{m}</th>" for m in METRIC_NAMES)
-    table_rows = "".join(_metric_row(SYSTEMS_TASK1[mode], result) for mode, result in encoder_metrics["modes"].items()
-                         if mode in SYSTEMS_TASK1)
-    table_rows += _metric_row("Task 2 ECG-LLM (scoring)", llm_metrics["scoring"])
+    table_rows = "".join(_metric_row(SYSTEMS_TASK1[mode], result, result["threshold"])
+                         for mode, result in encoder_metrics["modes"].items() if mode in SYSTEMS_TASK1)
+    table_rows += _metric_row("Task 2 ECG-LLM (scoring)", llm_metrics["scoring"], _llm_threshold_p(llm_metrics))
     generation = llm_metrics.get("generation", {})
     generation_items = "".join(f"<li>{html.escape(k.replace('_', ' '))}: {v:.4f}</li>" if isinstance(v, float)
                                else f"<li>{html.escape(k.replace('_', ' '))}: {v}</li>"
@@ -150,7 +157,7 @@ blockquote {{ background: #f4f4f4; padding: 0.5em 1em; margin: 0.5em 0; }}
 was chosen on the validation split. 95% bootstrap intervals under each figure. Written
 {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by ecgllm {__version__}.</p>
 <h2>Metrics</h2>
-<table id="metrics"><tr><th>system</th><th>threshold</th>{header}<th>TP/FN/FP/TN</th></tr>{table_rows}</table>
+<table id="metrics"><tr><th>system</th><th>threshold (P(AF))</th>{header}<th>TP/FN/FP/TN</th></tr>{table_rows}</table>
 <h2>Task 2 against Task 1 on the same records</h2>
 <table id="comparison"><tr><th>Task 1 mode</th><th>F1 difference (LLM − CNN), 95% CI</th>
 <th>ROC AUC difference, 95% CI</th><th>McNemar: only CNN / only LLM right</th><th>p</th></tr>
