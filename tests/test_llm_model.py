@@ -129,7 +129,7 @@ def test_confident_model_keeps_distinct_scores_and_a_finite_threshold(model, exa
     import copy
 
     from ecgllm.evaluation.metrics import choose_threshold
-    from ecgllm.llm.calibration import p_af
+    from ecgllm.llm.calibration import af_probability
     from ecgllm.llm.scoring import DecisionBias, score_and_answer
 
     confident = copy.deepcopy(model)
@@ -148,7 +148,7 @@ def test_confident_model_keeps_distinct_scores_and_a_finite_threshold(model, exa
     assert set(torch.sigmoid(torch.tensor(scores, dtype=torch.float32)).tolist()) <= {0.0, 1.0}
     labels = (np.argsort(np.argsort(scores)) >= 4).astype(int)  # the four highest-scored records are "AF"
     threshold = choose_threshold(labels, scores)
-    assert np.isfinite(threshold) and np.isfinite(p_af(threshold))
+    assert np.isfinite(threshold) and np.isfinite(af_probability(threshold))
     assert list((scores >= threshold).astype(int)) == list(labels)
     _, decisions, _ = score_and_answer(confident, formatter, prompts, features, threshold, 2)
     assert decisions == list(labels)

@@ -32,6 +32,7 @@ def test_accelerate_two_cpu_processes_loss_falls(small_cinc, smoke_encoder, tmp_
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "x 2 process(es)" in done.stderr  # both ranks ran as one job, not two independent ones
+    assert "saved weights verified against 2 process(es)" in done.stderr  # what rank 0 saved is every rank's
     losses = epoch_losses(tmp_path / "llm" / "train_log.csv")
     assert sorted(losses) == [1, 2, 3]
     assert losses[3] < losses[1] - 0.5, losses

@@ -21,7 +21,7 @@ import torch
 from ecgllm.data.preprocess import resample, window_starts
 from ecgllm.errors import RecordError
 from ecgllm.llm.answers import numbers_grounded
-from ecgllm.llm.calibration import decision_log_odds, p_af
+from ecgllm.llm.calibration import af_probability, decision_log_odds
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
@@ -162,8 +162,8 @@ class Diagnoser:
             inputs = model.projector_input(torch.stack([item.tokens[c] for item, c in zip(items, chosen)]),
                                            [item.evidence for item in items])
             decisions = [int(r >= self.threshold) for r in record_scores]
-            window_p = [p_af(s) for s in window_scores]
-            aggregation, scorer, window_threshold = pre.aggregate, "llm", float(p_af(self.threshold))
+            window_p = [af_probability(s) for s in window_scores]
+            aggregation, scorer, window_threshold = pre.aggregate, "llm", float(af_probability(self.threshold))
 
         log_odds, decided, continuations = [], [], []
         for start in range(0, len(items), self.batch_size):
@@ -192,7 +192,7 @@ class Diagnoser:
         n = len(item.signal)
         return Diagnosis(
             record=item.record, seconds=round(item.seconds, 2), fs_input=item.fs_input, fs_model=float(pre.fs),
-            p_af=float(p_af(log_odds)), threshold=float(p_af(self.threshold)), log_odds=log_odds,
+            p_af=float(af_probability(log_odds)), threshold=float(af_probability(self.threshold)), log_odds=log_odds,
             threshold_log_odds=float(self.threshold), calibrated=self.model.calibration is not None, af=af,
             answer=answer, lang=lang,
             numbers_grounded=numbers_grounded(answer, item.evidence) if cites_rhythm else True,

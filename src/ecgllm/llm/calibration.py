@@ -24,7 +24,7 @@ CALIBRATION_NAME = "calibration.json"
 UNCALIBRATED_LOG_ODDS = 0.0  # P(AF) 0.5
 
 
-def p_af(log_odds):
+def af_probability(log_odds):
     """P(AF) from log-odds, for showing (float64: it reads 1.0 only past ~37 nats)."""
     return expit(np.asarray(log_odds, dtype=np.float64))
 
@@ -42,7 +42,7 @@ class Calibration:
 
     @property
     def p_af(self) -> float:
-        return float(p_af(self.log_odds))
+        return float(af_probability(self.log_odds))
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / CALIBRATION_NAME

@@ -16,7 +16,7 @@ from ecgllm.data.split import Split, subset_ids
 from ecgllm.evaluation.compare import mcnemar, paired_bootstrap
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold, evaluate_predictions, format_evaluation
 from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision
-from ecgllm.llm.calibration import Calibration, p_af
+from ecgllm.llm.calibration import Calibration, af_probability
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLMEvaluationConfig, preset_evaluation
 from ecgllm.llm.data import Example, prepare_examples
@@ -109,7 +109,7 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
                         f"{', verdict input' if model.config.verdict_input else ''}, {model.config.lang})",
               "score": "log-odds",  # thresholds below are on log p(AF sentence) - log p(normal sentence)
               "validation": {"n_records": len(val_labels), "n_positive": int(val_labels.sum()), "threshold": threshold,
-                             "threshold_p_af": float(p_af(threshold)),
+                             "threshold_p_af": float(af_probability(threshold)),
                              "metrics": binary_metrics(val_labels, s_val, threshold)},
               "scoring": evaluate_predictions(labels, s_test, threshold)}
     if generate:
@@ -122,15 +122,15 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
     (out_dir / "metrics.txt").write_text(format_llm_result(result) + "\n")
     with (out_dir / "validation_predictions.csv").open("w", newline="") as handle:  # where the threshold came from
         csv.writer(handle).writerows([("record", "label", "log_odds", "p_af"),
-                                      *((e.record, e.label, f"{s:.6f}", f"{p_af(s):.6f}")
+                                      *((e.record, e.label, f"{s:.6f}", f"{af_probability(s):.6f}")
                                         for e, s in zip(val_examples, s_val))])
     with (out_dir / "predictions.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["record", "label", "log_odds", "p_af", "decision", "answer", "parsed_decision"])
         for i, e in enumerate(test_examples):
             answer = answers[i] if generate else ""
-            writer.writerow([e.record, e.label, f"{s_test[i]:.6f}", f"{p_af(s_test[i]):.6f}", scored[i], answer,
-                             "" if not generate else parse_decision(answer, model.config.lang).value])
+            writer.writerow([e.record, e.label, f"{s_test[i]:.6f}", f"{af_probability(s_test[i]):.6f}", scored[i],
+                             answer, "" if not generate else parse_decision(answer, model.config.lang).value])
     return result
 
 

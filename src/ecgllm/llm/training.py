@@ -14,14 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split, subset_ids
+from ecgllm.errors import CheckpointError
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
-from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.llm.modeling_ecgllm import ADAPTER_DIR, ECGLLM, PROJECTOR_NAME
 from ecgllm.modeling_utils import config_to_dict
 from ecgllm.utils import resolve_device
 
@@ -72,6 +74,30 @@ def restore_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> Non
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
+
+
+def trainable_checksum(model: ECGLLM) -> float:
+    """Sum of every trainable weight (float64): equal across processes that hold the same weights."""
+    return float(sum(p.detach().double().sum() for p in model.parameters() if p.requires_grad))
+
+
+def saved_checksum(folder: Path) -> float:
+    """The same sum over what `save_trainable` wrote (projector + adapter)."""
+    files = [folder / PROJECTOR_NAME, folder / ADAPTER_DIR / "adapter_model.safetensors"]
+    return float(sum(t.double().sum() for f in files for t in load_file(str(f)).values()))
+
+
+def verify_saved(accelerator, model: ECGLLM, folder: Path) -> None:
+    """Every process's trainable weights equal what was saved: under DDP they are one copy each; a sharded model
+    (FSDP) saved without gathering would fail here instead of leaving a partial checkpoint behind."""
+    sums = accelerator.gather(torch.tensor([trainable_checksum(model)], dtype=torch.float64,
+                                           device=accelerator.device)).cpu()
+    if accelerator.is_main_process:
+        saved = saved_checksum(folder)
+        if not torch.allclose(sums, torch.full_like(sums, saved), rtol=1e-9, atol=1e-6):
+            raise CheckpointError(f"{folder}: the saved weights (checksum {saved:.6f}) are not every process's "
+                                  f"({sums.tolist()}); a sharded model must be gathered before saving")
+        logger.info("%s: saved weights verified against %d process(es)", folder, accelerator.num_processes)
 
 
 def feature_noise_std(examples: list[Example], noise: float, feature_dim: int) -> torch.Tensor | None:
@@ -182,4 +208,5 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(final)
     accelerator.wait_for_everyone()
+    verify_saved(accelerator, accelerator.unwrap_model(model), final)
     return final

@@ -24,7 +24,7 @@ from ecgllm.data.readers import read_recording
 from ecgllm.errors import DataFolderError, RecordError
 from ecgllm.evaluation.metrics import binary_metrics, evaluate_predictions, format_evaluation
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS
-from ecgllm.llm.calibration import decision_log_odds, p_af
+from ecgllm.llm.calibration import af_probability, decision_log_odds
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
@@ -108,7 +108,7 @@ def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig, prefix:
     tokens = encode_signal_windows(model.encoder, signal, model.config.ecg_tokens, config.batch_size)[keep]
     inputs = model.projector_input(tokens, rhythms)
     for row, log_odds in zip(rows, score_batched(model, formatter, prompts, inputs, config.batch_size, prefix)):
-        row["log_odds"], row["p_af"] = float(log_odds), float(p_af(log_odds))
+        row["log_odds"], row["p_af"] = float(log_odds), float(af_probability(log_odds))
     return rows
 
 
@@ -154,7 +154,7 @@ def evaluate_external(model: ECGLLM, folder: str | Path, out_dir: str | Path, co
     labels = np.array([r["label"] for r in windows])
     p = np.array([r["log_odds"] for r in windows])
     result = {"folder": str(folder), "config": asdict(config), "score": "log-odds", "threshold": threshold,
-              "threshold_p_af": float(p_af(threshold)),
+              "threshold_p_af": float(af_probability(threshold)),
               "calibrated": model.calibration is not None,
               "window_seconds": model.encoder.config.preprocess.window / model.encoder.config.preprocess.fs,
               "overall": evaluate_predictions(labels, p, threshold), "records": records, "failures": failures}

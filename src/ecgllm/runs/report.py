@@ -16,7 +16,7 @@ import numpy as np
 from ecgllm import __version__
 from ecgllm.errors import CheckpointError
 from ecgllm.evaluation.metrics import METRIC_NAMES
-from ecgllm.llm.calibration import p_af
+from ecgllm.llm.calibration import af_probability
 from ecgllm.runs.layout import RunLayout
 
 SYSTEMS_TASK1 = {"center": "Task 1 MS-CNN, centre 8 s", "whole": "Task 1 MS-CNN, whole record"}
@@ -42,7 +42,7 @@ def _llm_threshold_p(metrics: dict) -> float:
     """The LLM's threshold as P(AF), for pictures and tables; written as log-odds since the log-odds decisions (a run
     of an earlier version wrote P(AF))."""
     threshold = metrics["scoring"]["threshold"]
-    return float(p_af(threshold)) if metrics.get("score") == "log-odds" else threshold
+    return float(af_probability(threshold)) if metrics.get("score") == "log-odds" else threshold
 
 
 def _metric_row(name: str, result: dict, threshold: float) -> str:

@@ -35,7 +35,7 @@ from ecgllm.errors import RecordError
 from ecgllm.examples import example_records
 from ecgllm.inference.batch import diagnosis_pictures
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
-from ecgllm.llm.calibration import decision_log_odds, p_af
+from ecgllm.llm.calibration import af_probability, decision_log_odds
 from ecgllm.serving import uploads
 
 logger = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
         """Whether the model is loaded, and which."""
         config = model.config
         return {"status": "ok", "model_loaded": True, "version": __version__, "lm": config.lm, "lang": config.lang,
-                "ecg_input": config.ecg_input, "threshold": float(p_af(decision_log_odds(model.calibration))),
+                "ecg_input": config.ecg_input, "threshold": float(af_probability(decision_log_odds(model.calibration))),
                 "threshold_log_odds": decision_log_odds(model.calibration),
                 "calibrated": model.calibration is not None, "diagnosed": service.counts,
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_seconds": limits.max_seconds,
