@@ -40,6 +40,22 @@ def test_accelerate_two_cpu_processes_loss_falls(small_cinc, smoke_encoder, tmp_
         assert (tmp_path / "llm" / f"checkpoint_epoch_{epoch}" / "adapter" / "adapter_model.safetensors").exists()
     assert (tmp_path / "llm" / "final" / "projector.safetensors").exists()
 
+    # Evaluation shares the records between the two processes and gathers them back in order: the same figures and
+    # answers as one process.
+    evaluate = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", "-m", "ecgllm.cli",
+                "-q", "llm", "evaluate", "--model", str(tmp_path / "llm" / "final"), "--data", str(small_cinc),
+                "--split", str(tmp_path / "split.json"), "--out", str(tmp_path / "eval2")]
+    done = subprocess.run(evaluate, capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["-q", "llm", "evaluate", "--model", str(tmp_path / "llm" / "final"), "--data", str(small_cinc),
+                 "--split", str(tmp_path / "split.json"), "--out", str(tmp_path / "eval1")]) == 0
+    shared, alone = ([row for row in csv.DictReader((tmp_path / name / "predictions.csv").open())]
+                     for name in ("eval2", "eval1"))
+    assert [r["record"] for r in shared] == [r["record"] for r in alone] and len(alone) == 12  # the test split
+    assert all(abs(float(a["log_odds"]) - float(b["log_odds"])) < 1e-3 for a, b in zip(shared, alone))
+    assert [r["answer"] for r in shared] == [r["answer"] for r in alone]
+
 
 def test_resume_from_last_epoch(small_cinc, smoke_encoder, tmp_path, caplog):
     split = make_split(load_cinc_folder(small_cinc, progress=False).labels, "binary")

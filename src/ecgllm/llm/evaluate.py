@@ -30,17 +30,27 @@ def predict(model: ECGLLM, examples: list[Example], batch_size: int, max_new_tok
             threshold: float | None = None, progress: bool = True, desc: str = "ECG-LLM"
             ) -> tuple[np.ndarray, list[str]]:
     """The log-odds of AF for every example and, with `max_new_tokens`, its greedily generated answer decided at
-    `threshold` (log-odds)."""
+    `threshold` (log-odds). Under `accelerate launch` each process takes its share of the examples, and every process
+    gets all the results back, in order."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
     formatter = ChatFormatter(model.tokenizer, model.config)
-    log_odds, answers = [], []
-    for start in tqdm(range(0, len(examples), batch_size), desc=desc, unit="batch", disable=not progress):
-        batch = examples[start:start + batch_size]
-        prompts = [e.prompt_ids for e in batch]
-        features = torch.stack([e.features for e in batch])
-        log_odds.append(score_log_odds(model, formatter, prompts, features))
-        if max_new_tokens:
-            answers += generate_answers(model, formatter, prompts, features, max_new_tokens, threshold)
-    return np.concatenate(log_odds), answers
+    log_odds, answers = [np.zeros(0)], []
+    with state.split_between_processes(examples) as mine:  # contiguous shares, in rank order
+        for start in tqdm(range(0, len(mine), batch_size), desc=desc, unit="batch",
+                          disable=not (progress and state.is_main_process)):
+            batch = mine[start:start + batch_size]
+            prompts = [e.prompt_ids for e in batch]
+            features = torch.stack([e.features for e in batch])
+            log_odds.append(score_log_odds(model, formatter, prompts, features))
+            if max_new_tokens:
+                answers += generate_answers(model, formatter, prompts, features, max_new_tokens, threshold)
+    log_odds = np.concatenate(log_odds)
+    if state.num_processes > 1:
+        log_odds, answers = np.concatenate(gather_object([log_odds])), gather_object(answers)
+    return log_odds, answers
 
 
 def generation_report(examples: list[Example], answers: list[str], scored: np.ndarray, lang: str,
@@ -90,7 +100,10 @@ def compare_with_encoder(labels: np.ndarray, ids: list[str], p_llm: np.ndarray, 
 def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list[Example], out_dir: str | Path,
                  config: LLMEvaluationConfig | None = None, encoder_eval_dir: Path | None = None,
                  progress: bool = True) -> dict:
-    """Threshold on validation, then test metrics, generation report and comparison; writes metrics.json/.txt."""
+    """Threshold on validation, then test metrics, generation report and comparison; writes metrics.json/.txt (the
+    main process, when several share the records)."""
+    from accelerate import PartialState
+
     config = config or LLMEvaluationConfig()
     generate = config.generate
     out_dir = Path(out_dir)
@@ -118,6 +131,8 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
     ids = [e.record for e in test_examples]
     if encoder_eval_dir is not None and (Path(encoder_eval_dir) / "predictions.csv").exists():
         result["comparison_with_task1"] = compare_with_encoder(labels, ids, s_test, threshold, Path(encoder_eval_dir))
+    if not PartialState().is_main_process:
+        return result
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     (out_dir / "metrics.txt").write_text(format_llm_result(result) + "\n")
     with (out_dir / "validation_predictions.csv").open("w", newline="") as handle:  # where the threshold came from
@@ -140,12 +155,21 @@ def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Sp
     """Evaluate a trained ECG-LLM folder on `device` (threshold from validation) and write that threshold beside its
     weights. Batch size and answer length are those of the model's preset, unless `settings` (LLMEvaluationConfig
     fields) say otherwise."""
+    from accelerate import PartialState
+
     split.require_task("binary", "the ECG-LLM")
-    model = ECGLLM.from_pretrained(model_dir, device=resolve_device(device))
+    state = PartialState()  # under `accelerate launch`, one process per device, each scoring its share
+    device = state.device if state.num_processes > 1 and device == "auto" else resolve_device(device)
+    model = ECGLLM.from_pretrained(model_dir, device=device)
     config = override(preset_evaluation(model.config.preset), settings or {})
-    val = prepare_examples(model, dataset, subset_ids(split, "val", config.max_records, seed), cache_dir, progress)
-    test = prepare_examples(model, dataset, subset_ids(split, "test", config.max_records, seed), cache_dir, progress)
+    with state.main_process_first():  # one process fills the feature cache, the others read it
+        val = prepare_examples(model, dataset, subset_ids(split, "val", config.max_records, seed), cache_dir,
+                               progress)
+        test = prepare_examples(model, dataset, subset_ids(split, "test", config.max_records, seed), cache_dir,
+                                progress)
     result = evaluate_llm(model, val, test, out_dir, config, encoder_eval_dir, progress)
+    if not state.is_main_process:
+        return result
     v = result["validation"]
     Calibration(v["threshold"], f"validation split, {v['n_records']} records ({v['n_positive']} AF), F1 maximised"
                 ).save(model_dir)
