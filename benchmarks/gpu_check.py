@@ -190,7 +190,7 @@ def main() -> int:
 
     final = finals.get(True) or finals.get(False)
     reset_peak(device)
-    model = ECGLLM.from_pretrained(final, device=device)
+    model = ECGLLM.from_pretrained(final, device=device).for_inference()  # as evaluate_model_folder loads it
     ids = (split.train + split.val + split.test)[:args.records]
     examples = prepare_examples(model, dataset, ids, cache, False)
     tokens = [len(e.prompt_ids) + len(e.answer_ids) for e in examples]

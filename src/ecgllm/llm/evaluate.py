@@ -160,7 +160,7 @@ def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Sp
     split.require_task("binary", "the ECG-LLM")
     state = PartialState()  # under `accelerate launch`, one process per device, each scoring its share
     device = state.device if state.num_processes > 1 and device == "auto" else resolve_device(device)
-    model = ECGLLM.from_pretrained(model_dir, device=device)
+    model = ECGLLM.from_pretrained(model_dir, device=device).for_inference()
     config = override(preset_evaluation(model.config.preset), settings or {})
     with state.main_process_first():  # one process fills the feature cache, the others read it
         val = prepare_examples(model, dataset, subset_ids(split, "val", config.max_records, seed), cache_dir,

@@ -218,6 +218,14 @@ class ECGLLM(nn.Module):
         load_weights(model.projector, folder / PROJECTOR_NAME)
         return model.to(device).eval()
 
+    def for_inference(self) -> "ECGLLM":
+        """The LoRA adapter folded into the backbone's weights and evaluation mode: the LoRA layers are then skipped
+        (~20 % less time per generated token on a CPU, and ~250 fewer small kernels per step for Qwen3-8B). Evaluation
+        and diagnosis both use it, so the threshold is chosen on the arithmetic that diagnosis runs (in bf16 the
+        merged weights round differently). The adapter's own tensors are untouched: saving still writes them alone."""
+        self.lm.merge_adapter()
+        return self.eval()
+
     # ---- the projector's input --------------------------------------------------------------------------------------
 
     def encode_ecg(self, x: torch.Tensor) -> torch.Tensor:
