@@ -169,6 +169,7 @@ def test_page_diagnoses_an_upload_and_an_example(server, browser, tmp_path):
     expected = post_file(server, "A00006.mat", path.read_bytes(), fs="300").json()
     assert page.inner_text("#p-af") == f"{expected['p_af']:.3f}"
     assert page.inner_text("#threshold") == f"{expected['threshold']:.3f}"
+    assert page.inner_text("#log-odds") == f"{expected['log_odds']:+.2f} against {expected['threshold_log_odds']:+.2f}"
     shown = dict(zip(page.eval_on_selector_all("#rhythm tr", "rows => rows.map(r => r.dataset.figure)"),
                      page.eval_on_selector_all("#rhythm td", "cells => cells.map(c => c.textContent)")))
     assert shown == expected["rhythm"]

@@ -31,6 +31,9 @@ function show(result) {
   $("decision").className = result.af ? "af" : "normal";
   $("p-af").textContent = result.p_af.toFixed(3);
   $("threshold").textContent = result.threshold.toFixed(3);
+  // What the decision compares: P(AF) reads 1.000 for any confident model, the log-odds stay apart.
+  const signed = (v) => (v >= 0 ? "+" : "") + v.toFixed(2);
+  $("log-odds").textContent = `${signed(result.log_odds)} against ${signed(result.threshold_log_odds)}`;
   $("seconds").textContent = result.seconds;
   $("fs-input").textContent = result.fs_input;
   const body = $("rhythm").querySelector("tbody");
