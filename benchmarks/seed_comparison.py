@@ -9,7 +9,7 @@ test records at thresholds chosen on validation (the CNN averaged over the recor
 it).
 
     python benchmarks/seed_comparison.py --data ../shared/data/cinc2017/training2017 --out runs/seeds \\
-        --seeds 42 1 7 [--variant no-verdict] [--folds 5]
+        --seeds 42 1 7 [--variant no-verdict] [--variant cross-fit] [--folds 5]
 
 Prints validation figures first (choose a variant on these), then test figures: per run, mean +- SD, and the paired
 difference LLM - CNN with a t interval over runs. Writes benchmarks/results/seed_comparison_<preset>.json.
@@ -39,6 +39,8 @@ SCORE_ONLY = {"generate": False}
 # LLM settings changed from the preset, by name; each is trained for every seed.
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "no-verdict": ({"verdict_input": False}, {}),
+    # Each training record's verdict from one of 5 encoders trained without it (llm/cross_fit.py).
+    "cross-fit": ({}, {"verdict_folds": 5}),
 }
 METRICS = ("f1", "roc_auc", "pr_auc")
 

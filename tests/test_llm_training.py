@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ecgllm.cli import main
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import make_split
@@ -103,3 +105,52 @@ def test_training_depends_on_seed_not_on_cache_state(small_cinc, smoke_encoder, 
     assert cold_log == warm_log and len(cold_log) >= 3
     assert cold.keys() == warm.keys()
     assert all(torch.equal(cold[k], warm[k]) for k in cold)
+
+
+def test_cross_fitted_verdicts_come_from_encoders_that_never_saw_the_record(small_cinc, smoke_encoder, tmp_path):
+    """With verdict_folds K, training fits K fold encoders (each without its fold) beside the run's encoder, which
+    stays untouched, and each training record's verdict input is the AF logit of the encoder that never saw it."""
+    import dataclasses
+    import shutil
+
+    import torch
+
+    from ecgllm.encoder.modeling_mscnn import MSCNN
+    from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+    from ecgllm.llm.cross_fit import FOLDS_DIR, cross_fitted_verdicts, fold_of_training_records
+    from ecgllm.llm.data import prepare_examples
+    from ecgllm.llm.ecg_tokens import encode_records
+    from ecgllm.llm.modeling_ecgllm import ECGLLM, VERDICT_SCALE, encoder_fingerprint, head_logit
+    from ecgllm.llm.training import train_llm
+
+    encoder_dir = tmp_path / "encoder"
+    shutil.copytree(smoke_encoder, encoder_dir)
+    fingerprint = encoder_fingerprint(encoder_dir)
+    dataset = load_cinc_folder(small_cinc, progress=False)
+    split = make_split(dataset.labels, "binary")
+    model_config, train_config, _ = LLM_PRESETS["smoke"]
+    train_config = dataclasses.replace(train_config, epochs=1, verdict_folds=2)
+    final = train_llm(dataset, split, encoder_dir, tmp_path / "llm", model_config, train_config, tmp_path / "cache",
+                      progress=False)
+    assert encoder_fingerprint(encoder_dir) == fingerprint  # the run's encoder is not retrained
+    folds = [encoder_dir / FOLDS_DIR / f"fold_{k}" for k in (0, 1)]
+    assert all((f / "model.safetensors").exists() for f in folds)
+
+    model = ECGLLM.from_pretrained(final)
+    verdicts = cross_fitted_verdicts(dataset, split, encoder_dir, 2, model.config.ecg_tokens, model.config.ecg_input,
+                                     tmp_path / "cache", progress=False)  # read back, not retrained
+    assert set(verdicts) == set(split.train)
+    assignment = fold_of_training_records(split, 2, 42)
+    for k, folder in enumerate(folds):
+        held = [i for i in split.train if assignment[i] == k]
+        fold_encoder = MSCNN.from_pretrained(folder)
+        tokens = encode_records(fold_encoder, [dataset.records[i].signal for i in held], model.config.ecg_tokens,
+                                model.config.ecg_input)
+        torch.testing.assert_close(torch.tensor([verdicts[i] for i in held]), head_logit(fold_encoder, tokens),
+                                   atol=1e-4, rtol=1e-4)
+    crossed = prepare_examples(model, dataset, split.train, tmp_path / "cache", False, verdicts)
+    own = prepare_examples(model, dataset, split.train, tmp_path / "cache", False)
+    for c, o in zip(crossed, own):
+        assert c.features[0, -1].item() == pytest.approx(verdicts[c.record] / VERDICT_SCALE, abs=1e-5)
+        assert torch.equal(c.features[..., :-1], o.features[..., :-1])  # only the verdict column differs
+    assert any(abs(c.features[0, -1] - o.features[0, -1]) > 1e-3 for c, o in zip(crossed, own))

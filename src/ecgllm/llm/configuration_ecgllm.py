@@ -6,6 +6,7 @@ Fields with a help text are also command-line flags (`ecgllm.configuration_utils
 from dataclasses import dataclass
 
 from ecgllm.configuration_utils import check_choice, check_range, setting
+from ecgllm.errors import SettingError
 from ecgllm.llm.backbones import SMOLLM2, TINY_QWEN3
 from ecgllm.llm.prompts import LANGUAGES, PLACEHOLDER
 
@@ -86,6 +87,10 @@ class LLMTrainingConfig:
     feature_noise: float = setting(0.0, "Gaussian noise on the encoder features while training, in units of each "
                                         "feature's spread over the training records (the rhythm figures and the "
                                         "verdict stay exact)")
+    # The encoder's verdict on its own training records is almost never wrong; on held-out records it can be.
+    verdict_folds: int = setting(0, "with the verdict input: each training record's verdict from one of K encoders "
+                                    "trained without it (K-fold cross-fitting, K extra encoder trainings); 0: the "
+                                    "run's encoder's own")
     max_train_records: int | None = setting(None, "a stratified subset of the training records (smoke and quick "
                                                   "runs)")
     seed: int = setting(42, "seed of the LLM's initialisation and draws")
@@ -99,6 +104,8 @@ class LLMTrainingConfig:
         check_choice("balance", self.balance, ("none", "oversample"))
         check_range("samples_per_epoch", self.samples_per_epoch, 1)
         check_range("feature_noise", self.feature_noise, 0.0)
+        if self.verdict_folds == 1 or self.verdict_folds < 0:
+            raise SettingError(f"verdict_folds must be 0 (off) or at least 2, not {self.verdict_folds}")
         check_range("max_train_records", self.max_train_records, 4)
 
 

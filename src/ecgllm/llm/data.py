@@ -24,23 +24,26 @@ class Example:
 
 
 def build_examples(model, ids: list[str], labels: dict[str, int], tokens: torch.Tensor,
-                   rhythms: list[RhythmEvidence]) -> list[Example]:
-    """Examples of the records `ids` for an ECGLLM, from their ECG tokens [N, k, D] and measured rhythms."""
+                   rhythms: list[RhythmEvidence], verdicts: torch.Tensor | None = None) -> list[Example]:
+    """Examples of the records `ids` for an ECGLLM, from their ECG tokens [N, k, D] and measured rhythms (and the
+    verdicts [N] to use instead of the encoder's own)."""
     formatter = ChatFormatter(model.tokenizer, model.config)
-    inputs = model.projector_input(tokens, rhythms)
+    inputs = model.projector_input(tokens, rhythms, verdicts)
     return [Example(record=i, label=labels[i], features=inputs[n], evidence=rhythm,
                     prompt_ids=formatter.prompt_ids(rhythm), answer_ids=formatter.answer_ids(labels[i], rhythm))
             for n, (i, rhythm) in enumerate(zip(ids, rhythms))]
 
 
-def prepare_examples(model, dataset: CinCDataset, ids: list[str], cache_dir: Path, progress: bool = True
-                     ) -> list[Example]:
-    """Examples of `ids` for an ECGLLM, from the feature and rhythm caches (filled on first use)."""
+def prepare_examples(model, dataset: CinCDataset, ids: list[str], cache_dir: Path, progress: bool = True,
+                     verdicts: dict[str, float] | None = None) -> list[Example]:
+    """Examples of `ids` for an ECGLLM, from the feature and rhythm caches (filled on first use); `verdicts` (AF
+    logits by record) replace the encoder's own at the projector's input."""
     features = cached_features(model.encoder, model.config.encoder_fingerprint, dataset, ids, model.config.ecg_tokens,
                                cache_dir, model.config.ecg_input, progress)
     rhythms = cached_rhythm(dataset, ids, cache_dir, progress)
+    given = None if verdicts is None else torch.tensor([verdicts[i] for i in ids])
     return build_examples(model, ids, dataset.labels, torch.stack([features[i] for i in ids]),
-                          [rhythms[i] for i in ids])
+                          [rhythms[i] for i in ids], given)
 
 
 def pad(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:

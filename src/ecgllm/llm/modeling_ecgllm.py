@@ -72,6 +72,14 @@ def with_rhythm(config: ECGLLMConfig, tokens: torch.Tensor, rhythms: list[Rhythm
     return torch.cat([tokens, rhythm[:, None].expand(-1, tokens.shape[1], -1)], dim=-1)
 
 
+@torch.no_grad()
+def head_logit(encoder: MSCNN, tokens: torch.Tensor) -> torch.Tensor:
+    """ECG tokens [B, k, D] of this encoder -> [B]: its AF logit, its classifier head on the mean of the k tokens (the
+    pooled feature it was trained on, exactly so for k = 1)."""
+    weight = encoder.head[0].weight
+    return encoder.head(tokens.to(weight.device, weight.dtype).mean(1)).squeeze(-1)
+
+
 def load_tokenizer(folder: Path, placeholder: str, add_placeholder: bool):
     """The LM's tokenizer with the ECG placeholder as one special token."""
     from tokenizers import AddedToken
@@ -232,31 +240,29 @@ class ECGLLM(nn.Module):
         """x [B, 1, L] z-scored -> ECG tokens [B, k, D] from the frozen encoder (computed on its device)."""
         return encode_windows(self.encoder, x, self.config.ecg_tokens)
 
-    def projector_input(self, tokens: torch.Tensor, rhythms: list[RhythmEvidence]) -> torch.Tensor:
+    def projector_input(self, tokens: torch.Tensor, rhythms: list[RhythmEvidence],
+                        verdicts: torch.Tensor | None = None) -> torch.Tensor:
         """ECG tokens [N, k, D] and each recording's measured rhythm -> what the projector reads [N, k, D(+R)(+1)]:
-        the tokens, then the rhythm figures (`rhythm_input`), then the encoder's verdict (`verdict_input`)."""
-        return self.with_verdict(with_rhythm(self.config, tokens, rhythms))
+        the tokens, then the rhythm figures (`rhythm_input`), then the encoder's verdict (`verdict_input`; `verdicts`
+        [N] AF logits given instead of the encoder's own, e.g. cross-fitted ones for training records)."""
+        return self.with_verdict(with_rhythm(self.config, tokens, rhythms), verdicts)
 
     def train(self, mode: bool = True) -> "ECGLLM":
         super().train(mode)
         self.encoder.eval()  # frozen: its BatchNorm statistics and dropout stay as trained
         return self
 
-    @torch.no_grad()
     def encoder_logit(self, ecg_features: torch.Tensor) -> torch.Tensor:
-        """[B, k, D(+...)] -> [B]: the encoder's own AF logit, its classifier head on the mean of the k tokens (the
-        pooled feature it was trained on, exactly so for k = 1)."""
-        head = self.encoder.head
-        weight = head[0].weight
-        tokens = ecg_features[..., :self.config.feature_dim].to(weight.device, weight.dtype)
-        return head(tokens.mean(1)).squeeze(-1)
+        """[B, k, D(+...)] -> [B]: the encoder's own AF logit (`head_logit`)."""
+        return head_logit(self.encoder, ecg_features[..., :self.config.feature_dim])
 
-    def with_verdict(self, ecg_features: torch.Tensor) -> torch.Tensor:
-        """[B, k, D(+R)] -> [B, k, D(+R)+1]: with `verdict_input`, the encoder's own AF logit (scaled to about unit
-        range) joins every token."""
+    def with_verdict(self, ecg_features: torch.Tensor, verdicts: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, k, D(+R)] -> [B, k, D(+R)+1]: with `verdict_input`, an AF logit (scaled to about unit range) joins every
+        token: the encoder's own, or `verdicts` [B] when given."""
         if not self.config.verdict_input:
             return ecg_features
-        verdict = self.encoder_logit(ecg_features)[:, None] / VERDICT_SCALE  # [B, 1]
+        logits = self.encoder_logit(ecg_features) if verdicts is None else verdicts
+        verdict = logits.to(ecg_features)[:, None] / VERDICT_SCALE  # [B, 1]
         return torch.cat([ecg_features, verdict[:, None].expand(-1, ecg_features.shape[1], -1).to(ecg_features)], -1)
 
     # ---- the forward pass -------------------------------------------------------------------------------------------

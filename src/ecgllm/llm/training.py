@@ -22,6 +22,7 @@ from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split, subset_ids
 from ecgllm.errors import CheckpointError
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
+from ecgllm.llm.cross_fit import cross_fitted_verdicts
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ADAPTER_DIR, ECGLLM, PROJECTOR_NAME
 from ecgllm.modeling_utils import config_to_dict
@@ -145,8 +146,14 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     if config.gradient_checkpointing:  # non-reentrant: the frozen embeddings need no requires_grad hook for PEFT
         model.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     train_ids = subset_ids(split, "train", config.max_train_records, config.seed)
-    with accelerator.main_process_first():  # one process fills the caches, the others read them
-        examples = prepare_examples(model, dataset, train_ids, cache_dir, progress and accelerator.is_main_process)
+    with accelerator.main_process_first():  # one process fills the caches (and trains fold encoders), others read
+        verdicts = None
+        if config.verdict_folds and model_config.verdict_input:
+            verdicts = cross_fitted_verdicts(dataset, split, encoder_dir, config.verdict_folds, model.config.ecg_tokens,
+                                             model.config.ecg_input, cache_dir,
+                                             progress and accelerator.is_main_process, accelerator.device)
+        examples = prepare_examples(model, dataset, train_ids, cache_dir, progress and accelerator.is_main_process,
+                                    verdicts)
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
