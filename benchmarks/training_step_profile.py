@@ -95,7 +95,8 @@ def main() -> None:
                 e.count for e in profile.key_averages() if e.key.startswith(("cudaLaunchKernel", "cuLaunchKernel"))
             ) / 2
         del model
-        torch.cuda.empty_cache() if device.type == "cuda" else None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(report, indent=2))
     print(f"wrote {results}")

@@ -128,3 +128,20 @@ def test_loaded_for_inference_the_adapter_is_folded_in_and_answers_alike(smoke_m
     alone = diagnose(ECGLLM.from_pretrained(smoke_model_dir), recording.signal, recording.fs, "A00004")
     folded = diagnose(merged, recording.signal, recording.fs, "A00004")
     assert folded.p_af == pytest.approx(alone.p_af, abs=1e-4) and folded.answer == alone.answer
+
+
+def test_window_log_odds_aggregate_like_their_probabilities():
+    """A centre-crop model's windows are aggregated in log space: the log-odds of the mean P(AF), and still apart
+    where the probabilities would all read 1.0."""
+    from scipy.special import expit, logit
+
+    from ecgllm.inference.diagnose import aggregate_log_odds
+
+    scores = np.array([-1.5, 0.3, 2.0])
+    assert aggregate_log_odds(scores, "mean") == pytest.approx(logit(expit(scores).mean()))
+    assert aggregate_log_odds(scores, "max") == 2.0
+    confident, more = aggregate_log_odds(np.array([40.0, 45.0]), "mean"), aggregate_log_odds(np.array([50.0, 55.0]),
+                                                                                                 "mean")
+    assert 40 < confident < more < 55 and expit(40.0) == expit(50.0) == 1.0
+    with pytest.raises(ValueError, match="aggregation"):
+        aggregate_log_odds(scores, "median")
