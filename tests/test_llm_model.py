@@ -397,3 +397,16 @@ def test_answer_continues_from_the_scoring_cache(model):
         scratch = generate_answers(model, formatter, [prompts[i] + list(decision_ids[decision])], features[i:i + 1],
                                    12)[0]
         assert continuations[i] == scratch
+
+
+def test_saving_from_a_gathered_state_writes_the_same_weights(model, tmp_path):
+    """save_trainable from a whole state dict (what accelerate gathers from the processes of a sharded model) writes
+    the same projector and adapter as from the model's own tensors."""
+    from safetensors.torch import load_file
+
+    model.save_trainable(tmp_path / "own")
+    model.save_trainable(tmp_path / "gathered", {k: v.clone() for k, v in model.state_dict().items()})
+    for name in ("projector.safetensors", "adapter/adapter_model.safetensors"):
+        own, gathered = load_file(str(tmp_path / "own" / name)), load_file(str(tmp_path / "gathered" / name))
+        assert own.keys() == gathered.keys() and len(own) > 0
+        assert all(torch.equal(own[k], gathered[k]) for k in own)

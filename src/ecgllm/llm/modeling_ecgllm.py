@@ -158,14 +158,20 @@ class ECGLLM(nn.Module):
         model = cls(config, encoder, get_peft_model(lm, lora), tokenizer)
         return model.to(device)  # the new projector (and LoRA weights) beside the rest
 
-    def save_trainable(self, folder: str | Path) -> None:
+    def save_trainable(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """What training changes: the projector and the LoRA adapter. The placeholder's embedding row is rebuilt
-        (zeros) on load: saving the resized embeddings would write the base LM's whole vocabulary into the adapter."""
+        (zeros) on load: saving the resized embeddings would write the base LM's whole vocabulary into the adapter.
+        `state_dict`: this model's whole state as gathered from every process (accelerate's `get_state_dict`), which a
+        sharded model needs; by default the model's own tensors."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.projector.state_dict().items()},
-                  str(folder / PROJECTOR_NAME))
-        self.lm.save_pretrained(folder / ADAPTER_DIR, save_embedding_layers=False)
+        if state_dict is None:
+            projector, adapter = self.projector.state_dict(), None
+        else:
+            projector = {k.removeprefix("projector."): v for k, v in state_dict.items() if k.startswith("projector.")}
+            adapter = {k.removeprefix("lm."): v for k, v in state_dict.items() if k.startswith("lm.") and "lora_" in k}
+        save_file({k: v.detach().contiguous().cpu() for k, v in projector.items()}, str(folder / PROJECTOR_NAME))
+        self.lm.save_pretrained(folder / ADAPTER_DIR, state_dict=adapter, save_embedding_layers=False)
 
     def load_trainable(self, folder: str | Path) -> None:
         """Projector and LoRA weights from a folder written by `save_trainable` (resuming training)."""
@@ -175,10 +181,11 @@ class ECGLLM(nn.Module):
         set_peft_model_state_dict(self.lm, load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors")))
         load_weights(self.projector, folder / PROJECTOR_NAME)
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Adapter + projector (safetensors) + config + encoder + tokenizer (+ calibration); never the base LM."""
+    def save_pretrained(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Adapter + projector (safetensors) + config + encoder + tokenizer (+ calibration); never the base LM.
+        `state_dict` as for `save_trainable`."""
         folder = Path(folder)
-        self.save_trainable(folder)
+        self.save_trainable(folder, state_dict)
         save_config(self.config, folder / CONFIG_NAME, "ecgllm")
         self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
         self.encoder.save_pretrained(folder / ENCODER_DIR)

@@ -62,9 +62,10 @@ def last_checkpoint(out_dir: Path) -> tuple[int, Path | None]:
     return max(found) if found else (0, None)
 
 
-def save_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> None:
-    """Adapter + projector (never the base LM) and the optimiser state of the trainable weights only."""
-    model.save_pretrained(folder)
+def save_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path, state_dict: dict | None = None) -> None:
+    """Adapter + projector (never the base LM; from `state_dict` when given) and the optimiser state of the
+    trainable weights only."""
+    model.save_pretrained(folder, state_dict)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state()}, folder / STATE_NAME)
 
@@ -77,28 +78,32 @@ def restore_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> Non
     torch.set_rng_state(state["torch_rng"])
 
 
-def trainable_checksum(model: ECGLLM) -> float:
-    """Sum of every trainable weight (float64): equal across processes that hold the same weights."""
-    return float(sum(p.detach().double().sum() for p in model.parameters() if p.requires_grad))
+def gathered_state(accelerator, model) -> dict[str, torch.Tensor]:
+    """The model's whole state, gathered from every process (each must call this): a sharded (FSDP) model's full
+    tensors on the main process, the model's own tensors otherwise."""
+    return accelerator.get_state_dict(model)
 
 
-def saved_checksum(folder: Path) -> float:
-    """The same sum over what `save_trainable` wrote (projector + adapter)."""
+def checksum(tensors) -> float:
+    return float(sum(t.detach().double().sum() for t in tensors))
+
+
+def verify_saved(accelerator, model: ECGLLM, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """What the main process saved equals the gathered trainable weights, and (unsharded) every process holds those
+    same weights: a partial or diverged checkpoint fails here instead of being left behind."""
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    sharded = accelerator.distributed_type.name.startswith("FSDP")
+    local = 0.0 if sharded else checksum(p for p in model.parameters() if p.requires_grad)
+    sums = accelerator.gather(torch.tensor([local], dtype=torch.float64, device=accelerator.device)).cpu()
+    if not accelerator.is_main_process:
+        return
     files = [folder / PROJECTOR_NAME, folder / ADAPTER_DIR / "adapter_model.safetensors"]
-    return float(sum(t.double().sum() for f in files for t in load_file(str(f)).values()))
-
-
-def verify_saved(accelerator, model: ECGLLM, folder: Path) -> None:
-    """Every process's trainable weights equal what was saved: under DDP they are one copy each; a sharded model
-    (FSDP) saved without gathering would fail here instead of leaving a partial checkpoint behind."""
-    sums = accelerator.gather(torch.tensor([trainable_checksum(model)], dtype=torch.float64,
-                                           device=accelerator.device)).cpu()
-    if accelerator.is_main_process:
-        saved = saved_checksum(folder)
-        if not torch.allclose(sums, torch.full_like(sums, saved), rtol=1e-9, atol=1e-6):
-            raise CheckpointError(f"{folder}: the saved weights (checksum {saved:.6f}) are not every process's "
-                                  f"({sums.tolist()}); a sharded model must be gathered before saving")
-        logger.info("%s: saved weights verified against %d process(es)", folder, accelerator.num_processes)
+    saved = checksum(t for f in files for t in load_file(str(f)).values())
+    expected = [checksum(state[name] for name in trainable)] + ([] if sharded else sums.tolist())
+    if not all(abs(saved - value) <= 1e-6 + 1e-9 * abs(saved) for value in expected):
+        raise CheckpointError(f"{folder}: the saved weights (checksum {saved:.6f}) are not the trained ones "
+                              f"({expected})")
+    logger.info("%s: saved weights verified against %d process(es)", folder, accelerator.num_processes)
 
 
 def feature_noise_std(examples: list[Example], noise: float, feature_dim: int) -> torch.Tensor | None:
@@ -207,13 +212,15 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
                               f"{rate:.2f}\n")
         logger.info("epoch %d: average loss %.4f (%.0f s)", epoch, np.mean(losses), time.perf_counter() - started)
         accelerator.wait_for_everyone()
+        state = gathered_state(accelerator, model)
         if accelerator.is_main_process:
             save_checkpoint(accelerator.unwrap_model(model), optimizer, scheduler,
-                            out_dir / f"checkpoint_epoch_{epoch}")
+                            out_dir / f"checkpoint_epoch_{epoch}", state)
     accelerator.wait_for_everyone()
     final = out_dir / "final"
+    state = gathered_state(accelerator, model)
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(final)
+        accelerator.unwrap_model(model).save_pretrained(final, state)
     accelerator.wait_for_everyone()
-    verify_saved(accelerator, accelerator.unwrap_model(model), final)
+    verify_saved(accelerator, accelerator.unwrap_model(model), state, final)
     return final
