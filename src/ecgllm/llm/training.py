@@ -36,6 +36,11 @@ STATE_NAME = "training_state.pt"  # optimiser, schedule and RNG: what resuming n
 CHECKPOINT_PATTERN = re.compile(r"checkpoint_epoch_(\d+)$")
 
 
+def mixed_precision(config: LLMTrainingConfig, device: torch.device) -> str:
+    """accelerate's mixed precision for training on `device`: bf16 where the GPU supports it and `config.bf16`."""
+    return "bf16" if config.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+
+
 def make_accelerator(config: LLMTrainingConfig, device: str = "auto"):
     """The accelerator for `device` ("auto": CUDA when there is one; under `accelerate launch` each process takes its
     own GPU); bf16 mixed precision where the GPU supports it and `config.bf16` asks for it."""
@@ -45,11 +50,10 @@ def make_accelerator(config: LLMTrainingConfig, device: str = "auto"):
     cuda = device.type == "cuda"
     if cuda and device.index is not None and int(os.environ.get("WORLD_SIZE", 1)) == 1:
         torch.cuda.set_device(device)
-    bf16 = config.bf16 and cuda and torch.cuda.is_bf16_supported()
     # cpu=True matters: under `accelerate launch --multi_gpu` on a CPU machine, a plain Accelerator() silently runs
     # each process alone, without gradient synchronisation.
     accelerator = Accelerator(cpu=not cuda, gradient_accumulation_steps=config.gradient_accumulation_steps,
-                              mixed_precision="bf16" if bf16 else "no")
+                              mixed_precision=mixed_precision(config, device))
     world = int(os.environ.get("WORLD_SIZE", 1))
     if accelerator.num_processes != world:
         raise RuntimeError(f"accelerate runs {accelerator.num_processes} process(es) but WORLD_SIZE is {world}")

@@ -8,8 +8,6 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split, make_split
 from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, TRAINING_PRESETS
@@ -19,7 +17,7 @@ from ecgllm.encoder.training import train_encoder
 from ecgllm.llm.backbones import resolve_dtype
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.evaluate import evaluate_model_folder, format_llm_result
-from ecgllm.llm.training import train_llm
+from ecgllm.llm.training import mixed_precision, train_llm
 from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME
 from ecgllm.runs.layout import RunLayout
 from ecgllm.utils import resolve_device
@@ -59,8 +57,7 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
     layout = RunLayout(Path(out_dir))
     layout.root.mkdir(parents=True, exist_ok=True)
     precision = {"device": str(device), "lm_weights": str(resolve_dtype(model_config.lm_dtype, device)),
-                 "training_mixed_precision": "bf16" if train_config.bf16 and device.type == "cuda"
-                 and torch.cuda.is_bf16_supported() else "no",
+                 "training_mixed_precision": mixed_precision(train_config, device),
                  "encoder_training": "bf16 autocast" if device.type == "cuda" else "float32"}
     layout.manifest.write_text(json.dumps({"data": str(Path(data_dir).resolve()), "preset": preset, "seed": seed,
                                            "lm": lm, "precision": precision}, indent=2))
