@@ -59,19 +59,37 @@ def test_accelerate_two_cpu_processes_loss_falls(small_cinc, smoke_encoder, tmp_
     assert [r["answer"] for r in shared] == [r["answer"] for r in alone]
 
 
-def test_resume_from_last_epoch(small_cinc, smoke_encoder, tmp_path, caplog):
+def test_resume_from_last_epoch_continues_as_if_never_stopped(small_cinc, smoke_encoder, tmp_path, caplog):
+    """A run stopped after epoch 1 of 2 and resumed ends with the same losses and weights as one that never stopped:
+    the checkpoint carries the optimiser (keyed by parameter name), the schedule and every random state."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
     split = make_split(load_cinc_folder(small_cinc, progress=False).labels, "binary")
     split.save(tmp_path / "split.json")
-    args = ["-q", "llm", "train", "--data", str(small_cinc), "--split", str(tmp_path / "split.json"),
-            "--encoder", str(smoke_encoder), "--out", str(tmp_path / "llm"), "--preset", "smoke", "--no-evaluate"]
-    assert main([*args, "--epochs", "1"]) == 0
-    first = (tmp_path / "llm" / "checkpoint_epoch_1" / "projector.safetensors").stat().st_mtime_ns
+    args = ["-q", "llm", "train", "--data", str(small_cinc), "--split", str(tmp_path / "split.json"), "--encoder",
+            str(smoke_encoder), "--cache", str(tmp_path / "cache"), "--preset", "smoke", "--no-evaluate",
+            "--epochs", "2"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main([*args, "--out", str(straight)]) == 0
+    # What a run stopped during epoch 2 leaves: epoch 1's checkpoint and log.
+    shutil.copytree(straight, resumed, ignore=shutil.ignore_patterns("checkpoint_epoch_2", "final"))
+    log = (resumed / "train_log.csv").read_text().splitlines(keepends=True)
+    (resumed / "train_log.csv").write_text("".join(line for line in log if not line.startswith("2,")))
+    first = (resumed / "checkpoint_epoch_1" / "projector.safetensors").stat().st_mtime_ns
     caplog.clear()
     caplog.set_level(logging.INFO)
-    assert main([*args, "--epochs", "2"]) == 0
+    assert main([*args, "--out", str(resumed)]) == 0
     assert "resuming after epoch 1" in caplog.text
-    assert (tmp_path / "llm" / "checkpoint_epoch_1" / "projector.safetensors").stat().st_mtime_ns == first
-    assert sorted(epoch_losses(tmp_path / "llm" / "train_log.csv")) == [1, 2]
+    assert (resumed / "checkpoint_epoch_1" / "projector.safetensors").stat().st_mtime_ns == first
+    losses = [[(r["epoch"], r["step"], r["loss"], r["lr"]) for r in csv.DictReader((run / "train_log.csv").open())]
+              for run in (resumed, straight)]
+    assert losses[0] == losses[1] and {row[0] for row in losses[0]} == {"1", "2"}
+    for name in ("projector.safetensors", "adapter/adapter_model.safetensors"):
+        a, b = (load_file(str(run / "final" / name)) for run in (resumed, straight))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_training_depends_on_seed_not_on_cache_state(small_cinc, smoke_encoder, tmp_path, monkeypatch):

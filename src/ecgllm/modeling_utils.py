@@ -85,11 +85,13 @@ class PretrainedMixin:
     config_class: type
     model_type: str
 
-    def save_pretrained(self, folder: str | Path) -> Path:
+    def save_pretrained(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Config + weights; `state_dict` replaces the module's own tensors (those of a sharded module are shards)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_config(self.config, folder / CONFIG_NAME, self.model_type)
-        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+        state = self.state_dict() if state_dict is None else state_dict
+        state = {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
         save_file(state, str(folder / WEIGHTS_NAME))
         return folder
 

@@ -137,16 +137,17 @@ class ECGLLM(nn.Module):
     # ---- building and loading -------------------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, config: ECGLLMConfig, encoder_dir: str | Path, seed: int = 42, device: str | torch.device = "cpu"
-              ) -> "ECGLLM":
+    def build(cls, config: ECGLLMConfig, encoder_dir: str | Path, seed: int = 42, device: str | torch.device = "cpu",
+              lm_dtype: str | None = None) -> "ECGLLM":
         """A new model for training on `device`: the encoder from its checkpoint, the base LM, a fresh projector and
         LoRA. The new weights are drawn from `seed` alone, whatever loading the backbone did to the random state (a
-        first-use conversion draws numbers that a cached backbone does not)."""
+        first-use conversion draws numbers that a cached backbone does not). `lm_dtype` overrides the config's for
+        training only (FSDP needs one dtype in each shard); the saved config keeps the inference dtype."""
         from peft import LoraConfig, get_peft_model
 
         encoder_dir = Path(encoder_dir)
         encoder = MSCNN.from_pretrained(encoder_dir).to(device)
-        lm = load_lm(config.lm, config.lm_dtype, device)
+        lm = load_lm(config.lm, lm_dtype or config.lm_dtype, device)
         tokenizer = load_tokenizer(resolve_lm(config.lm), config.placeholder, add_placeholder=True)
         fit_embeddings(lm, tokenizer)
         lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
@@ -188,7 +189,9 @@ class ECGLLM(nn.Module):
         self.save_trainable(folder, state_dict)
         save_config(self.config, folder / CONFIG_NAME, "ecgllm")
         self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
-        self.encoder.save_pretrained(folder / ENCODER_DIR)
+        encoder = None if state_dict is None else \
+            {k.removeprefix("encoder."): v for k, v in state_dict.items() if k.startswith("encoder.")}
+        self.encoder.save_pretrained(folder / ENCODER_DIR, encoder)
         if encoder_fingerprint(folder / ENCODER_DIR) != self.config.encoder_fingerprint:
             raise CheckpointError(f"{folder / ENCODER_DIR}: the encoder changed since this model was built "
                                   f"(fingerprint {self.config.encoder_fingerprint})")

@@ -66,20 +66,41 @@ def last_checkpoint(out_dir: Path) -> tuple[int, Path | None]:
     return max(found) if found else (0, None)
 
 
-def save_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path, state_dict: dict | None = None) -> None:
-    """Adapter + projector (never the base LM; from `state_dict` when given) and the optimiser state of the
-    trainable weights only."""
+def is_sharded(accelerator) -> bool:
+    return accelerator.distributed_type.name.startswith("FSDP")
+
+
+def optimizer_state(accelerator, model, optimizer) -> dict:
+    """The optimiser's whole state keyed by parameter name (gathered from the shards under FSDP; every process must
+    call this), so that a checkpoint resumes on any number of processes."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer.optimizer,
+                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def save_checkpoint(model: ECGLLM, optimizer_state: dict, scheduler, data_generators: list[torch.Generator],
+                    folder: Path, state_dict: dict) -> None:
+    """Adapter + projector (never the base LM) from the gathered `state_dict`, and the optimiser state of the trainable
+    weights only, the schedule and the random states."""
     model.save_pretrained(folder, state_dict)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state()}, folder / STATE_NAME)
+    torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "data_rng": [g.get_state() for g in data_generators]}, folder / STATE_NAME)
 
 
-def restore_checkpoint(model: ECGLLM, optimizer, scheduler, folder: Path) -> None:
-    model.load_trainable(folder)
+def restore_training_state(accelerator, model, optimizer, scheduler, data_generators: list[torch.Generator],
+                           folder: Path) -> None:
+    """Optimiser, schedule and random state from a checkpoint, into the prepared (possibly sharded) objects; the
+    weights are loaded before sharding (`ECGLLM.load_trainable`)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
     state = torch.load(folder / STATE_NAME, weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
+    set_optimizer_state_dict(model, optimizer.optimizer, state["optimizer"],
+                             options=StateDictOptions(full_state_dict=is_sharded(accelerator)))
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
+    for generator, saved in zip(data_generators, state["data_rng"], strict=True):
+        generator.set_state(saved)
 
 
 def gathered_state(accelerator, model) -> dict[str, torch.Tensor]:
@@ -95,8 +116,9 @@ def checksum(tensors) -> float:
 def verify_saved(accelerator, model: ECGLLM, state: dict[str, torch.Tensor], folder: Path) -> None:
     """What the main process saved equals the gathered trainable weights, and (unsharded) every process holds those
     same weights: a partial or diverged checkpoint fails here instead of being left behind."""
-    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
-    sharded = accelerator.distributed_type.name.startswith("FSDP")
+    # FSDP1 nests its units in wrapper modules; the gathered state is keyed by the plain names.
+    trainable = [name.replace("_fsdp_wrapped_module.", "") for name, p in model.named_parameters() if p.requires_grad]
+    sharded = is_sharded(accelerator)
     local = 0.0 if sharded else checksum(p for p in model.parameters() if p.requires_grad)
     sums = accelerator.gather(torch.tensor([local], dtype=torch.float64, device=accelerator.device)).cpu()
     if not accelerator.is_main_process:
@@ -121,20 +143,25 @@ def feature_noise_std(examples: list[Example], noise: float, feature_dim: int) -
     return noise * std
 
 
-def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, feature_dim: int) -> DataLoader:
+def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, feature_dim: int
+            ) -> tuple[DataLoader, list[torch.Generator]]:
+    """The training batches, and the generators of their draws and noise (saved with a checkpoint, so that a resumed
+    run draws what the uninterrupted one would have)."""
     generator = torch.Generator().manual_seed(config.seed)
-    collate = TrainingCollator(pad_id, feature_noise_std(examples, config.feature_noise, feature_dim),
-                               torch.Generator().manual_seed(config.seed + 1))
+    noise = torch.Generator().manual_seed(config.seed + 1)
+    collate = TrainingCollator(pad_id, feature_noise_std(examples, config.feature_noise, feature_dim), noise)
     if config.balance == "oversample":
         labels = np.array([e.label for e in examples])
         counts = np.bincount(labels, minlength=2)
         sampler = WeightedRandomSampler([1.0 / counts[y] for y in labels],
                                         num_samples=config.samples_per_epoch or len(examples), replacement=True,
                                         generator=generator)
-        return DataLoader(examples, batch_size=config.batch_size, sampler=sampler, collate_fn=collate)
+        loader = DataLoader(examples, batch_size=config.batch_size, sampler=sampler, collate_fn=collate)
+        return loader, [generator, noise]
     if config.balance != "none":
         raise ValueError(f"unknown balance {config.balance!r}; choose none or oversample")
-    return DataLoader(examples, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate)
+    return (DataLoader(examples, batch_size=config.batch_size, shuffle=True, generator=generator, collate_fn=collate),
+            [generator, noise])
 
 
 def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_dir: str | Path,
@@ -150,8 +177,13 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     split.require_task("binary", "the ECG-LLM")
     accelerator = make_accelerator(config, device)
     split.check_against(dataset.labels)
+    # FSDP keeps the backbone's shards in float32 (one dtype per shard; its bf16 mixed precision computes in bf16).
+    lm_dtype = "float32" if is_sharded(accelerator) else None
     with accelerator.main_process_first():  # a backbone converted or built on first use is made once
-        model = ECGLLM.build(model_config, encoder_dir, config.seed, accelerator.device)
+        model = ECGLLM.build(model_config, encoder_dir, config.seed, accelerator.device, lm_dtype)
+    done, checkpoint = last_checkpoint(out_dir)
+    if checkpoint is not None:  # the weights go in whole, before they are sharded
+        model.load_trainable(checkpoint)
     if config.gradient_checkpointing:  # non-reentrant: the frozen embeddings need no requires_grad hook for PEFT
         model.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     train_ids = subset_ids(split, "train", config.max_train_records, config.seed)
@@ -167,7 +199,7 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
 
-    loader = _loader(examples, config, model.tokenizer.pad_token_id, model.config.feature_dim)
+    loader, data_generators = _loader(examples, config, model.tokenizer.pad_token_id, model.config.feature_dim)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     # Counted as on one process: accelerate steps a prepared scheduler once per process at every update.
@@ -179,9 +211,8 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     # (a backbone built on first use, feature caching); a resumed run then restores the state saved with its
     # checkpoint.
     set_seed(config.seed)
-    done, checkpoint = last_checkpoint(out_dir)
     if checkpoint is not None:
-        restore_checkpoint(accelerator.unwrap_model(model), optimizer, scheduler, checkpoint)
+        restore_training_state(accelerator, model, optimizer, scheduler, data_generators, checkpoint)
         logger.info("resuming after epoch %d from %s", done, checkpoint)
     logger.info("training %s on %d records x %d process(es): %d trainable parameters, %d optimiser steps per epoch",
                 model_config.preset, len(examples), accelerator.num_processes, sum(p.numel() for p in trainable),
@@ -216,9 +247,9 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
                               f"{rate:.2f}\n")
         logger.info("epoch %d: average loss %.4f (%.0f s)", epoch, np.mean(losses), time.perf_counter() - started)
         accelerator.wait_for_everyone()
-        state = gathered_state(accelerator, model)
+        state, optimizer_saved = gathered_state(accelerator, model), optimizer_state(accelerator, model, optimizer)
         if accelerator.is_main_process:
-            save_checkpoint(accelerator.unwrap_model(model), optimizer, scheduler,
+            save_checkpoint(accelerator.unwrap_model(model), optimizer_saved, scheduler, data_generators,
                             out_dir / f"checkpoint_epoch_{epoch}", state)
     accelerator.wait_for_everyone()
     final = out_dir / "final"
