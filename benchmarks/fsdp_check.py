@@ -35,7 +35,9 @@ def fsdp_launcher(version: int, processes: int) -> list[str]:
             "--use_fsdp", "--fsdp_version", str(version), "--fsdp_sharding_strategy", "FULL_SHARD",
             "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
             "--fsdp_transformer_layer_cls_to_wrap", "Qwen3DecoderLayer", "--fsdp_use_orig_params", "true",
-            "--fsdp_state_dict_type", "FULL_STATE_DICT", "-m", "ecgllm.cli", "-q"]
+            "--fsdp_state_dict_type", "FULL_STATE_DICT",
+            # Every process builds the whole model on its GPU (no meta-device loading from rank 0).
+            "--fsdp_cpu_ram_efficient_loading", "false", "-m", "ecgllm.cli", "-q"]
 
 
 def step(name: str, command: list[str], record: dict, write) -> bool:
@@ -105,6 +107,8 @@ def main() -> None:
         report["runs"][f"fsdp{version}"] = record
         straight, resumed = out / f"fsdp{version}_straight", out / f"fsdp{version}_resumed"
         launcher = fsdp_launcher(version, args.processes)
+        for folder in (straight, resumed):  # this check's own folders: a fresh start, never a resumption
+            shutil.rmtree(folder, ignore_errors=True)
         if step("train", [*launcher, *train, "--out", str(straight)], record, write):
             record["losses"] = losses(straight)
             # What a run stopped during epoch 2 leaves behind: epoch 1's checkpoint and log rows.

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split, subset_ids
-from ecgllm.errors import CheckpointError
+from ecgllm.errors import CheckpointError, SettingError
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
 from ecgllm.llm.cross_fit import cross_fitted_verdicts
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
@@ -57,6 +57,10 @@ def make_accelerator(config: LLMTrainingConfig, device: str = "auto"):
     world = int(os.environ.get("WORLD_SIZE", 1))
     if accelerator.num_processes != world:
         raise RuntimeError(f"accelerate runs {accelerator.num_processes} process(es) but WORLD_SIZE is {world}")
+    if is_sharded(accelerator) and accelerator.state.fsdp_plugin.fsdp_version != 2:
+        # PEFT picks the adapter's weights by module name, and FSDP1's wrapper modules rename them: its checkpoints
+        # would hold no LoRA weights (seen on an H100; FSDP2 keeps the names).
+        raise SettingError("FSDP training needs FSDP2: launch with --fsdp_version 2 (FSDP1 is not supported)")
     return accelerator
 
 
@@ -123,12 +127,16 @@ def verify_saved(accelerator, model: ECGLLM, state: dict[str, torch.Tensor], fol
     sums = accelerator.gather(torch.tensor([local], dtype=torch.float64, device=accelerator.device)).cpu()
     if not accelerator.is_main_process:
         return
-    files = [folder / PROJECTOR_NAME, folder / ADAPTER_DIR / "adapter_model.safetensors"]
-    saved = checksum(t for f in files for t in load_file(str(f)).values())
+    files = {"projector": folder / PROJECTOR_NAME, "lm": folder / ADAPTER_DIR / "adapter_model.safetensors"}
+    saved = {part: list(load_file(str(f)).values()) for part, f in files.items()}
+    trained = {part: [state[name] for name in trainable if name.startswith(part + ".")] for part in files}
+    total = checksum(t for tensors in saved.values() for t in tensors)
     expected = [checksum(state[name] for name in trainable)] + ([] if sharded else sums.tolist())
-    if not all(abs(saved - value) <= 1e-6 + 1e-9 * abs(saved) for value in expected):
-        raise CheckpointError(f"{folder}: the saved weights (checksum {saved:.6f}) are not the trained ones "
-                              f"({expected})")
+    if not all(abs(total - value) <= 1e-6 + 1e-9 * abs(total) for value in expected):
+        parts = "; ".join(f"{part}: saved {len(saved[part])} tensors, checksum {checksum(saved[part]):.6f}, trained "
+                          f"{len(trained[part])}, {checksum(trained[part]):.6f}" for part in files)
+        raise CheckpointError(f"{folder}: the saved weights (checksum {total:.6f}) are not the trained ones "
+                              f"({expected}; {parts})")
     logger.info("%s: saved weights verified against %d process(es)", folder, accelerator.num_processes)
 
 
