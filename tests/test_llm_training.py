@@ -12,6 +12,7 @@ import pytest
 from ecgllm.cli import main
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import make_split
+from ecgllm.examples import example_paths
 
 
 def epoch_losses(log: Path) -> dict[int, float]:
@@ -56,6 +57,24 @@ def test_accelerate_two_cpu_processes_loss_falls(small_cinc, smoke_encoder, tmp_
                      for name in ("eval2", "eval1"))
     assert [r["record"] for r in shared] == [r["record"] for r in alone] and len(alone) == 12  # the test split
     assert all(abs(float(a["log_odds"]) - float(b["log_odds"])) < 1e-3 for a, b in zip(shared, alone))
+    assert [r["answer"] for r in shared] == [r["answer"] for r in alone]
+
+    # Batch diagnosis likewise: the files shared between the processes, the rows (and a bad file's error) back in the
+    # files' order.
+    (tmp_path / "bad.csv").write_text("not,an\necg,at all\n")
+    files = [str(p) for p in example_paths()] + [str(tmp_path / "bad.csv")]
+    diagnose = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", "-m", "ecgllm.cli",
+                "-q", "diagnose", "--model", str(tmp_path / "llm" / "final"), *files,
+                "--csv", str(tmp_path / "diagnosed2.csv")]
+    done = subprocess.run(diagnose, capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["-q", "diagnose", "--model", str(tmp_path / "llm" / "final"), *files,
+                 "--csv", str(tmp_path / "diagnosed1.csv")]) == 0
+    shared, alone = (list(csv.DictReader((tmp_path / name).open())) for name in ("diagnosed2.csv", "diagnosed1.csv"))
+    assert [(r["record"], r["error"]) for r in shared] == [(r["record"], r["error"]) for r in alone]
+    assert len(alone) == len(files) and alone[-1]["error"] and not any(r["error"] for r in alone[:-1])
+    assert all(abs(float(a["log_odds"]) - float(b["log_odds"])) < 1e-3 for a, b in zip(shared[:-1], alone[:-1]))
     assert [r["answer"] for r in shared] == [r["answer"] for r in alone]
 
 

@@ -98,6 +98,8 @@ def _llm_evaluate(args) -> None:
 
 
 def _diagnose(args) -> int:
+    from accelerate import PartialState
+
     paths = list(args.paths) + (example_paths() if args.examples else [])
     if not paths:
         raise SettingError("nothing to diagnose: give files or folders, or --examples")
@@ -109,6 +111,8 @@ def _diagnose(args) -> int:
 
     read = override(ReadSettings(), given_settings(args, ReadSettings))
     batch = diagnose_files(load_model(args.model, args.device), paths, read, args.plots, show)
+    if not PartialState().is_main_process:  # under `accelerate launch`: every process has the whole result
+        return 0
     if args.json:
         print(batch.to_json())
     if args.csv:

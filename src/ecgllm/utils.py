@@ -1,6 +1,7 @@
 """Small helpers shared by every stage: seeding, logging, the compute device."""
 
 import logging
+import os
 import random
 
 import numpy as np
@@ -21,9 +22,12 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" -> the first CUDA device if there is one, else the CPU; anything else as torch spells it."""
+    """"auto" -> this process's CUDA device if there is one (under `accelerate launch` or torchrun, the GPU of its
+    LOCAL_RANK; else the first), else the CPU; anything else as torch spells it."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     try:
         device = torch.device(name)
     except RuntimeError as error:

@@ -78,8 +78,24 @@ def diagnose_files(model: ECGLLM, paths: list[str | Path], read: ReadSettings | 
                    batch_size: int = 16) -> BatchDiagnosis:
     """Diagnose every recording among `paths` (folders are expanded), read as `read` says for files without a
     header; with `pictures_dir`, write each one's `{record}_strip.png` and `{record}_rr.png` there.
-    `on_done(path, result or error)` follows the progress."""
-    read = read or ReadSettings()
+    `on_done(path, result or error)` follows the progress. Under `accelerate launch` each process diagnoses its share
+    of the files, and every process gets the whole result back, in the files' order."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    with state.split_between_processes(expand_inputs(paths)) as mine:  # contiguous shares, in rank order
+        batch = _diagnose_share(model, mine, read or ReadSettings(), pictures_dir, on_done, batch_size)
+    if state.num_processes == 1:
+        return batch
+    shares = gather_object([batch])
+    return BatchDiagnosis([r for share in shares for r in share.results],
+                          [f for share in shares for f in share.failures])
+
+
+def _diagnose_share(model: ECGLLM, paths: list[Path], read: ReadSettings, pictures_dir: Path | None,
+                    on_done: Callable[[Path, Diagnosis | RecordError], None] | None,
+                    batch_size: int) -> BatchDiagnosis:
     diagnoser = Diagnoser(model, batch_size)
     batch = BatchDiagnosis()
     pending: list[tuple[Path, Recording]] = []
@@ -102,7 +118,7 @@ def diagnose_files(model: ECGLLM, paths: list[str | Path], read: ReadSettings | 
             report(path, outcome, recording)
         pending.clear()
 
-    for path in expand_inputs(paths):
+    for path in paths:
         try:
             pending.append((path, read_recording(path, read.fs, read.lead, read.gain,
                                                  min_seconds=MIN_DIAGNOSIS_SECONDS)))
