@@ -6,10 +6,9 @@
 - records/s when many records are processed in batches: scoring, and generating the answer;
 - peak resident memory.
 
-    python benchmarks/inference_latency.py --model runs/cpu --data ../shared/data/cinc2017/training2017 \
-        [--quantize int8]
+    python benchmarks/inference_latency.py --model runs/cpu --data ../shared/data/cinc2017/training2017
 
-Prints the figures and writes them to benchmarks/results/inference_latency[_int8].json.
+Prints the figures and writes them to benchmarks/results/inference_latency.json.
 """
 
 import argparse
@@ -53,14 +52,11 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=24, help="30-s test records (the first one warms up)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--quantize", choices=["int8"], help="the backbone in dynamic int8 (CPU)")
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "inference_latency.json")
     args = parser.parse_args()
-    suffix = f"_{args.quantize}" if args.quantize else ""
-    out = args.out or Path(__file__).parent / "results" / f"inference_latency{suffix}.json"
 
     model_dir = resolve_model_dir(args.model)
-    model = load_model(model_dir, args.device, args.quantize)
+    model = load_model(model_dir, args.device)
     split_file = RunLayout.of_model_dir(model_dir).split
     dataset = load_cinc_folder(args.data, progress=False)
     ids = Split.load(split_file).test if split_file.exists() else sorted(dataset.records)
@@ -69,7 +65,7 @@ def main() -> None:
     signals = [r.signal[:int(SECONDS * fs)] for r in records]
     formatter = ChatFormatter(model.tokenizer, model.config)
     results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "device": str(model.device),
-               "torch": torch.__version__, "model": str(model_dir), "lm": model.config.lm, "quantize": args.quantize,
+               "torch": torch.__version__, "model": str(model_dir), "lm": model.config.lm,
                "ecg_tokens": model.config.ecg_tokens, "rhythm_prompt": model.config.rhythm_prompt,
                "records": len(records) - 1, "record_seconds": SECONDS}
 
@@ -128,9 +124,9 @@ def main() -> None:
           f"{results['batch_scoring_records_per_s']} records/s, scoring and answer "
           f"{results['batch_scoring_and_answer_records_per_s']} records/s; diagnose / (scoring pass + answer) "
           f"{results['diagnose_over_scoring_and_answer']}; peak RSS {results['peak_rss_mb']} MB")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written to {out}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

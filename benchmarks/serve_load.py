@@ -2,9 +2,9 @@
 recordings (the bundled CinC examples, .hea + .mat uploads) at 1, 4 and 16 concurrent clients, the answers' status
 codes, and the server's peak memory (VmHWM of its process).
 
-    python benchmarks/serve_load.py --model runs/cpu [--quantize int8]
+    python benchmarks/serve_load.py --model runs/cpu
 
-Prints the figures and writes them to benchmarks/results/serve_load[_int8].json.
+Prints the figures and writes them to benchmarks/results/serve_load.json.
 """
 
 import argparse
@@ -41,17 +41,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="run folder or trained ECG-LLM folder")
     parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--clients", default="1,4,16")
-    parser.add_argument("--quantize", choices=["int8"], help="serve with the backbone in dynamic int8")
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serve_load.json")
     args = parser.parse_args()
-    suffix = f"_{args.quantize}" if args.quantize else ""
-    out = args.out or Path(__file__).parent / "results" / f"serve_load{suffix}.json"
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "ecgllm.cli", "-q", "serve", "--model", str(args.model),
-                               "--port", str(port), "--device", "cpu",
-                               *(["--quantize", args.quantize] if args.quantize else [])])
+                               "--port", str(port), "--device", "cpu"])
     try:
         deadline = time.time() + 300
         while time.time() < deadline:
@@ -72,7 +68,7 @@ def main() -> None:
 
         request(0)  # warm-up
         results = {"machine": f"{platform.machine()}, {platform.python_version()}", "model": str(args.model),
-                   "quantize": args.quantize, "record_seconds": 30, "levels": []}
+                   "record_seconds": 30, "levels": []}
         for clients in map(int, args.clients.split(",")):
             total = clients * args.requests_per_client
             started = time.perf_counter()
@@ -90,9 +86,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written to {out}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
