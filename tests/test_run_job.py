@@ -65,37 +65,3 @@ def test_run_includes_llm_stage(smoke_run):
     split = json.loads((run / "split.json").read_text())
     assert rows[0] == "record,label,log_odds,p_af" and len(rows) - 1 == validation["n_records"]
     assert {r.split(",")[0] for r in rows[1:]} <= set(split["val"])
-
-
-def test_int8_backbone_is_validated_on_its_own(smoke_run, small_cinc, tmp_path, capsys):
-    """`--quantize int8` evaluates the backbone in dynamic int8 and keeps its threshold apart (calibration-int8.json,
-    RUN/llm/eval-int8): the float threshold and results stay as they were, and diagnosis with --quantize int8 decides
-    at the int8 threshold."""
-    import shutil
-
-    import torch
-
-    from ecgllm.llm.calibration import Calibration
-    from ecgllm.runs.layout import load_model
-
-    run = tmp_path / "run"
-    shutil.copytree(smoke_run, run)
-    final = run / "llm" / "final"
-    float_calibration = (final / "calibration.json").read_bytes()
-    assert load_model(final, "cpu", "int8").calibration is None  # not validated yet
-    assert main(["-q", "llm", "evaluate", "--model", str(final), "--data", str(small_cinc), "--split",
-                 str(run / "split.json"), "--quantize", "int8", "--no-generate"]) == 0
-    assert "backbone in int8" in capsys.readouterr().out
-    metrics = json.loads((run / "llm" / "eval-int8" / "metrics.json").read_text())
-    int8 = Calibration.load(final, "int8")
-    assert int8.log_odds == metrics["validation"]["threshold"] and "int8" in int8.chosen_on
-    assert (final / "calibration.json").read_bytes() == float_calibration
-    assert json.loads((run / "llm" / "eval" / "metrics.json").read_text())["validation"]["threshold"] == \
-        Calibration.load(final).log_odds
-
-    model = load_model(final, "cpu", "int8")
-    assert model.calibration == int8
-    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.lm.modules())
-    assert main(["-q", "diagnose", "--examples", "--model", str(final), "--quantize", "int8", "--json"]) == 0
-    results = json.loads(capsys.readouterr().out)["results"]
-    assert results and all(r["threshold_log_odds"] == int8.log_odds and r["calibrated"] for r in results)

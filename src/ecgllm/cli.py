@@ -17,7 +17,6 @@ from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.errors import ECGLLMError, RecordError, SettingError
 from ecgllm.examples import example_paths
 from ecgllm.inference.batch import diagnose_files, format_outcome
-from ecgllm.llm.backbones import QUANTIZATIONS
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS, ECGLLMConfig, LLMEvaluationConfig, LLMTrainingConfig
 from ecgllm.llm.evaluate import format_llm_result
 from ecgllm.runs.external import ExternalConfig, evaluate_external, format_external
@@ -111,7 +110,7 @@ def _diagnose(args) -> int:
                   else sys.stdout)
 
     read = override(ReadSettings(), given_settings(args, ReadSettings))
-    batch = diagnose_files(load_model(args.model, args.device, args.quantize), paths, read, args.plots, show)
+    batch = diagnose_files(load_model(args.model, args.device), paths, read, args.plots, show)
     if not PartialState().is_main_process:  # under `accelerate launch`: every process has the whole result
         return 0
     if args.json:
@@ -134,7 +133,7 @@ def _serve(args) -> None:
     from ecgllm.serving.app import ServeLimits, create_app
 
     limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_seconds=args.max_seconds)
-    app = create_app(load_model(args.model, args.device, args.quantize), limits)
+    app = create_app(load_model(args.model, args.device), limits)
     print(f"serving on http://{args.host}:{args.port}/ (API documentation: /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
 
@@ -160,9 +159,6 @@ def _command(commands, name: str, handler, help: str, *arguments: tuple[str, dic
 
 PATH, REQUIRED = {"type": Path}, {"type": Path, "required": True}
 DEVICE = ("--device", {"default": "auto", "help": "cpu, cuda, cuda:1, ... (default: cuda if available)"})
-QUANTIZE = ("--quantize", {"choices": QUANTIZATIONS, "help": "int8: the backbone in dynamic int8 on the CPU (about "
-                                                             "twice as fast), at the threshold validated for it by "
-                                                             "`ecgllm llm evaluate --quantize int8`"})
 MODEL = ("--model", {**REQUIRED, "help": "a run folder or a trained ECG-LLM folder (RUN/llm/final)"})
 DATA = [("--data", REQUIRED), ("--split", REQUIRED)]
 
@@ -217,8 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
              ("--json", {"action": "store_true", "help": "machine-readable output"}),
              ("--csv", {**PATH, "help": "also write one row per record"}),
              ("--plots", {**PATH, "help": "folder for each record's ECG strip and RR plots (PNG)"}),
-             ("--lang", {"choices": ["zh", "en"], "help": "printed answer's language (default: the model's)"}), DEVICE,
-             QUANTIZE)
+             ("--lang", {"choices": ["zh", "en"], "help": "printed answer's language (default: the model's)"}), DEVICE)
     add_config_arguments(diagnose, ReadSettings, "reading files")
     external = _command(commands, "evaluate-external", _evaluate_external, "window-level validation on a WFDB "
                         "database with rhythm annotations (MIT-BIH style aux_note)",
@@ -226,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ("--out", {**PATH, "help": "results folder (default: beside the model)"}), DEVICE)
     add_config_arguments(external, ExternalConfig, "records and labels (default: the first lead, (AFIB, 0.5)")
     _command(commands, "serve", _serve, "the HTTP API and the page (FastAPI + uvicorn)", MODEL,
-             ("--host", {"default": "127.0.0.1"}), ("--port", {"type": int, "default": 8000}), DEVICE, QUANTIZE,
+             ("--host", {"default": "127.0.0.1"}), ("--port", {"type": int, "default": 8000}), DEVICE,
              ("--max-upload-mb", {"type": float, "default": 20.0}),
              ("--max-seconds", {"type": float, "default": 600.0, "help": "longest recording a request may carry"}))
     _command(commands, "report", _report, "one self-contained HTML page on a trained run",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ecgllm.errors import CheckpointError, SettingError
+from ecgllm.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -154,26 +154,6 @@ def resolve_dtype(name: str, device: torch.device | str = "cpu") -> torch.dtype:
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else torch.float32
     return getattr(torch, name)
-
-
-QUANTIZATIONS = ("int8",)
-
-
-def quantize_backbone(lm: torch.nn.Module, quantize: str) -> None:
-    """For CPU inference: the backbone's linear layers in dynamic int8 (weights per output channel, activations per
-    batch; fbgemm kernels). About twice as fast per record for SmolLM2 on 2 cores, and its scores move by up to a few
-    nats, so a quantized model is validated on its own (calibration-int8.json). In place."""
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    if quantize not in QUANTIZATIONS:
-        raise SettingError(f"unknown quantization {quantize!r}; choose one of {QUANTIZATIONS}")
-    if any(p.device.type != "cpu" for p in lm.parameters()):
-        raise SettingError("int8 quantization is for inference on the CPU (--device cpu)")
-    with warnings.catch_warnings():  # torch.ao's eager quantization is deprecated in favour of torchao, not removed
-        warnings.simplefilter("ignore")
-        quantize_dynamic(lm, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
 
 
 def resolve_lm(name_or_path: str) -> Path:

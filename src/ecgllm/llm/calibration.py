@@ -21,11 +21,6 @@ from ecgllm.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 CALIBRATION_NAME = "calibration.json"
-
-
-def calibration_name(quantize: str | None = None) -> str:
-    """Each arithmetic has its own threshold: a quantized backbone scores differently."""
-    return CALIBRATION_NAME if quantize is None else f"calibration-{quantize}.json"
 UNCALIBRATED_LOG_ODDS = 0.0  # P(AF) 0.5
 
 
@@ -49,16 +44,16 @@ class Calibration:
     def p_af(self) -> float:
         return float(af_probability(self.log_odds))
 
-    def save(self, folder: str | Path, quantize: str | None = None) -> Path:
-        path = Path(folder) / calibration_name(quantize)
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / CALIBRATION_NAME
         path.write_text(json.dumps({**asdict(self), "p_af": self.p_af}, indent=2))
         return path
 
     @classmethod
-    def load(cls, folder: str | Path, quantize: str | None = None) -> "Calibration | None":
-        """The model folder's calibration (for the backbone quantized as `quantize`), or None when it has none. A file
-        of an earlier version held the threshold on P(AF) (`threshold`); it is read as its log-odds."""
-        path = Path(folder) / calibration_name(quantize)
+    def load(cls, folder: str | Path) -> "Calibration | None":
+        """The model folder's calibration, or None when it has none. A file of an earlier version held the threshold
+        on P(AF) (`threshold`); it is read as its log-odds."""
+        path = Path(folder) / CALIBRATION_NAME
         if not path.is_file():
             return None
         try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ecgllm.configuration_utils import check_choice, check_range, setting
 from ecgllm.errors import SettingError
-from ecgllm.llm.backbones import QUANTIZATIONS, SMOLLM2, TINY_QWEN3
+from ecgllm.llm.backbones import SMOLLM2, TINY_QWEN3
 from ecgllm.llm.prompts import LANGUAGES, PLACEHOLDER
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -115,12 +115,8 @@ class LLMEvaluationConfig:
     max_new_tokens: int = setting(64, "longest generated answer, in tokens")
     max_records: int | None = setting(None, "a stratified subset of the validation and test records (smoke runs)")
     generate: bool = setting(True, "generate and check the answers (--no-generate: scoring only)")
-    quantize: str | None = setting(None, "int8: evaluate (and validate a threshold for) the backbone in dynamic int8 "
-                                         "on the CPU; its threshold is kept apart, in calibration-int8.json",
-                                   choices=QUANTIZATIONS)
 
     def __post_init__(self):
-        check_choice("quantize", self.quantize, (None, *QUANTIZATIONS))
         check_range("batch_size", self.batch_size, 1)
         check_range("max_new_tokens", self.max_new_tokens, 1)
         check_range("max_records", self.max_records, 4)

@@ -119,8 +119,7 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
     result = {"system": f"ECG-LLM ({model.config.preset}: {model.config.lm}, {model.config.ecg_tokens} ECG tokens, "
                         f"rhythm prompt {'on' if model.config.rhythm_prompt else 'off'}"
                         f"{', rhythm input' if model.config.rhythm_input else ''}"
-                        f"{', verdict input' if model.config.verdict_input else ''}, {model.config.lang}"
-                        f"{'' if config.quantize is None else ', backbone in ' + config.quantize})",
+                        f"{', verdict input' if model.config.verdict_input else ''}, {model.config.lang})",
               "score": "log-odds",  # thresholds below are on log p(AF sentence) - log p(normal sentence)
               "validation": {"n_records": len(val_labels), "n_positive": int(val_labels.sum()), "threshold": threshold,
                              "threshold_p_af": float(af_probability(threshold)),
@@ -161,8 +160,7 @@ def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Sp
     split.require_task("binary", "the ECG-LLM")
     state = PartialState()  # under `accelerate launch`, one process per device, each scoring its share
     device = state.device if state.num_processes > 1 and device == "auto" else resolve_device(device)
-    quantize = (settings or {}).get("quantize")  # no preset quantizes: needed before the model (and its preset)
-    model = ECGLLM.load_for_inference(model_dir, device, quantize)
+    model = ECGLLM.from_pretrained(model_dir, device=device).for_inference()
     config = override(preset_evaluation(model.config.preset), settings or {})
     with state.main_process_first():  # one process fills the feature cache, the others read it
         val = prepare_examples(model, dataset, subset_ids(split, "val", config.max_records, seed), cache_dir,
@@ -173,9 +171,8 @@ def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Sp
     if not state.is_main_process:
         return result
     v = result["validation"]
-    arithmetic = "" if quantize is None else f", backbone in {quantize}"
     Calibration(v["threshold"], f"validation split, {v['n_records']} records ({v['n_positive']} AF), F1 maximised"
-                f"{arithmetic}").save(model_dir, quantize)
+                ).save(model_dir)
     return result
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.errors import CheckpointError
-from ecgllm.llm.backbones import load_lm, quantize_backbone, resolve_lm
+from ecgllm.llm.backbones import load_lm, resolve_lm
 from ecgllm.llm.calibration import Calibration, log_odds_of
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig
 from ecgllm.llm.ecg_tokens import encode_windows
@@ -243,18 +243,6 @@ class ECGLLM(nn.Module):
         merged weights round differently). The adapter's own tensors are untouched: saving still writes them alone."""
         self.lm.merge_adapter()
         return self.eval()
-
-    @classmethod
-    def load_for_inference(cls, folder: str | Path, device: str | torch.device = "cpu", quantize: str | None = None
-                           ) -> "ECGLLM":
-        """A trained model ready to answer (`for_inference`); with `quantize` ("int8", CPU only) its backbone's linear
-        layers quantized, and the threshold validated for that arithmetic (none until `ecgllm llm evaluate --quantize
-        int8` has chosen one: decisions are then flagged as not validated)."""
-        model = cls.from_pretrained(folder, device=device).for_inference()
-        if quantize is not None:
-            quantize_backbone(model.lm, quantize)
-            model.calibration = Calibration.load(folder, quantize)
-        return model
 
     # ---- the projector's input --------------------------------------------------------------------------------------
 

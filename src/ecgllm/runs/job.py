@@ -32,11 +32,9 @@ def evaluate_run_llm(model_dir: Path, dataset, split: Split, out_dir: Path | Non
                      encoder_eval_dir: Path | None = None, settings: dict | None = None, seed: int = 42,
                      progress: bool = True, device: str = "auto") -> tuple[dict, Path]:
     """Evaluate a run's trained model folder; results, cache and the Task 1 comparison default to the run's own
-    places (RUN/llm/eval, or RUN/llm/eval-int8 for a quantized backbone; RUN/cache, RUN/encoder/eval). Returns the
-    result and where it was written."""
+    places (RUN/llm/eval, RUN/cache, RUN/encoder/eval). Returns the result and where it was written."""
     layout = RunLayout.of_model_dir(model_dir)
-    quantize = (settings or {}).get("quantize")
-    out_dir = out_dir or (layout.llm_eval if quantize is None else layout.llm_eval.with_name(f"eval-{quantize}"))
+    out_dir = out_dir or layout.llm_eval
     result = evaluate_model_folder(model_dir, dataset, split, out_dir, cache_dir or layout.cache, settings,
                                    encoder_eval_dir or layout.encoder_eval, seed, progress, device)
     return result, out_dir

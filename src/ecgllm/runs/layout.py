@@ -73,9 +73,8 @@ def resolve_model_dir(path: str | Path) -> Path:
                           f"llm/final")
 
 
-def load_model(path: str | Path, device: str = "auto", quantize: str | None = None) -> ECGLLM:
+def load_model(path: str | Path, device: str = "auto") -> ECGLLM:
     """The trained ECG-LLM of a run folder or a model folder, on `device` ("auto": a CUDA GPU when there is one),
-    ready for inference: its LoRA adapter folded into the backbone's weights; `quantize` "int8": the backbone in
-    dynamic int8 on the CPU, with the threshold validated for it."""
+    ready for inference: its LoRA adapter folded into the backbone's weights."""
     device = resolve_device(device)  # a bad device name fails before minutes of loading
-    return ECGLLM.load_for_inference(resolve_model_dir(path), device, quantize)
+    return ECGLLM.from_pretrained(resolve_model_dir(path), device=device).for_inference()
