@@ -158,9 +158,8 @@ def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Sp
     from accelerate import PartialState
 
     split.require_task("binary", "the ECG-LLM")
-    state = PartialState()  # under `accelerate launch`, one process per device, each scoring its share
-    device = state.device if state.num_processes > 1 and device == "auto" else resolve_device(device)
-    model = ECGLLM.from_pretrained(model_dir, device=device).for_inference()
+    state = PartialState()  # under `accelerate launch`, one process per device ("auto": its own), each scoring a share
+    model = ECGLLM.from_pretrained(model_dir, device=resolve_device(device)).for_inference()
     config = override(preset_evaluation(model.config.preset), settings or {})
     with state.main_process_first():  # one process fills the feature cache, the others read it
         val = prepare_examples(model, dataset, subset_ids(split, "val", config.max_records, seed), cache_dir,

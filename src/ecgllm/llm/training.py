@@ -107,12 +107,6 @@ def restore_training_state(accelerator, model, optimizer, scheduler, data_genera
         generator.set_state(saved)
 
 
-def gathered_state(accelerator, model) -> dict[str, torch.Tensor]:
-    """The model's whole state, gathered from every process (each must call this): a sharded (FSDP) model's full
-    tensors on the main process, the model's own tensors otherwise."""
-    return accelerator.get_state_dict(model)
-
-
 def checksum(tensors) -> float:
     return float(sum(t.detach().double().sum() for t in tensors))
 
@@ -120,8 +114,7 @@ def checksum(tensors) -> float:
 def verify_saved(accelerator, model: ECGLLM, state: dict[str, torch.Tensor], folder: Path) -> None:
     """What the main process saved equals the gathered trainable weights, and (unsharded) every process holds those
     same weights: a partial or diverged checkpoint fails here instead of being left behind."""
-    # FSDP1 nests its units in wrapper modules; the gathered state is keyed by the plain names.
-    trainable = [name.replace("_fsdp_wrapped_module.", "") for name, p in model.named_parameters() if p.requires_grad]
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     sharded = is_sharded(accelerator)
     local = 0.0 if sharded else checksum(p for p in model.parameters() if p.requires_grad)
     sums = accelerator.gather(torch.tensor([local], dtype=torch.float64, device=accelerator.device)).cpu()
@@ -255,13 +248,15 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
                               f"{rate:.2f}\n")
         logger.info("epoch %d: average loss %.4f (%.0f s)", epoch, np.mean(losses), time.perf_counter() - started)
         accelerator.wait_for_everyone()
-        state, optimizer_saved = gathered_state(accelerator, model), optimizer_state(accelerator, model, optimizer)
+        # The whole state, gathered from every process (each must call this): a sharded model's full tensors.
+        state, optimizer_saved = accelerator.get_state_dict(model), optimizer_state(accelerator, model, optimizer)
         if accelerator.is_main_process:
             save_checkpoint(accelerator.unwrap_model(model), optimizer_saved, scheduler, data_generators,
                             out_dir / f"checkpoint_epoch_{epoch}", state)
     accelerator.wait_for_everyone()
     final = out_dir / "final"
-    state = gathered_state(accelerator, model)
+    if done >= config.epochs:  # resumed after the last epoch: nothing was gathered above
+        state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(final, state)
     accelerator.wait_for_everyone()
