@@ -1,6 +1,7 @@
 """Inference speed of a trained ECG-LLM on 30-s recordings, on this machine:
 - latency of `diagnose` per record, mean / p50 / p95, against its floor: one scoring pass of the record plus decoding
-  the answer from that pass's cache (`score_and_answer`), and the scoring pass alone;
+  the answer from that pass's cache (`score_and_answer`, the trained answer checked as a draft), the same without
+  the draft (token by token), and the scoring pass alone;
 - `diagnose_many`: records/s when the records come as one batch;
 - scoring the windows of one record with the shared prompt prefix's key/value cache versus without it;
 - records/s when many records are processed in batches: scoring, and generating the answer;
@@ -81,10 +82,11 @@ def main() -> None:
               f"{results['diagnose_many_records_per_s']} records/s", flush=True)
 
         # Windows of one record, with and without the shared prefix (same prompts, same tokens).
-        prompts, tokens, averaged = [], [], []
+        prompts, tokens, averaged, measured = [], [], [], []
         for signal in signals:
             windows = encode_signal_windows(model.encoder, signal, model.config.ecg_tokens, args.batch_size)
             evidence = measure_rhythm(signal, fs)
+            measured.append(evidence)
             tokens.append(model.projector_input(windows, [evidence] * len(windows)))
             averaged.append(model.projector_input(windows.mean(0, keepdim=True), [evidence]))
             prompts.append([formatter.prompt_ids(evidence)] * len(windows))
@@ -94,8 +96,12 @@ def main() -> None:
         floor = {"one_scoring_pass": [timed(score_log_odds, model, formatter, [p], a, prefix)[0]
                                       for p, a in zip(record_prompts[1:], averaged[1:])],
                  "scoring_pass_and_answer": [timed(score_and_answer, model, formatter, [p], a, threshold, 48,
-                                                   None, prefix)[0]
-                                             for p, a in zip(record_prompts[1:], averaged[1:])]}
+                                                   None, prefix, [e])[0]
+                                             for p, a, e in zip(record_prompts[1:], averaged[1:], measured[1:])],
+                 # The same answer decoded token by token, without checking the trained answer as a draft.
+                 "scoring_pass_and_answer_without_draft": [timed(score_and_answer, model, formatter, [p], a,
+                                                                 threshold, 48, None, prefix)[0]
+                                                           for p, a in zip(record_prompts[1:], averaged[1:])]}
         for name, seconds in floor.items():
             results[name] = summary(seconds)
             print(f"{name} per record: {results[name]}", flush=True)
@@ -116,7 +122,7 @@ def main() -> None:
         record_tokens = torch.cat(averaged[1:])
         seconds, _ = timed(lambda: [score_and_answer(model, formatter, record_prompts[1:][i:i + args.batch_size],
                                                      record_tokens[i:i + args.batch_size], threshold, 48,
-                                                     None, prefix)
+                                                     None, prefix, measured[1:][i:i + args.batch_size])
                                     for i in range(0, len(record_tokens), args.batch_size)])
         results["batch_scoring_and_answer_records_per_s"] = round((len(records) - 1) / seconds, 3)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -399,6 +399,44 @@ def test_answer_continues_from_the_scoring_cache(model):
         assert continuations[i] == scratch
 
 
+class _Drafting(ChatFormatter):
+    """A formatter whose trained answers are the given drafts, row by row."""
+
+    def __init__(self, tokenizer, config, drafts):
+        super().__init__(tokenizer, config)
+        self.drafts = iter(drafts)
+
+    def continuation_ids(self, label, evidence):
+        return next(self.drafts)
+
+
+def test_a_draft_answer_changes_the_speed_never_the_answer(model):
+    """Checking a draft of the answer in one pass gives exactly token-by-token greedy decoding's answer, whether the
+    draft is the model's own answer (all of it kept), agrees only at its start, is wrong from its first token, or is
+    the trained answer; and the real formatter drafts the trained answer after the decision sentence."""
+    from ecgllm.llm.scoring import score_and_answer
+
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    prompts = [formatter.prompt_ids(e) for e in EVIDENCE]
+    torch.manual_seed(2)
+    features = model.projector_input(torch.randn(3, model.config.ecg_tokens, model.config.feature_dim), EVIDENCE)
+    prefix = PrefixCache(model, formatter, prompts[0])
+    log_odds, decisions, plain = score_and_answer(model, formatter, prompts, features, 0.0, 10, prefix=prefix)
+    own = [formatter._ids(text)[:10] for text in plain]
+    assert all(own)
+    half = [ids[:3] + [ids[3] + 1] + ids[4:] for ids in own]
+    wrong = [[ids[0] + 1] + ids[1:] for ids in own]
+    trained = [formatter.continuation_ids(d, e) for d, e in zip(decisions, EVIDENCE)]
+    for drafts in (own, half, wrong, trained):
+        drafting = _Drafting(model.tokenizer, model.config, drafts)
+        with_draft = score_and_answer(model, drafting, prompts, features, 0.0, 10, prefix=prefix, evidence=EVIDENCE)
+        assert with_draft[0] == pytest.approx(log_odds, abs=1e-5) and with_draft[1] == decisions
+        assert with_draft[2] == plain
+    for decision, evidence, draft in zip(decisions, EVIDENCE, trained):
+        assert formatter.decision_ids()[decision] + draft == formatter.answer_ids(decision, evidence)
+        assert draft  # the trained answer goes on after its decision sentence
+
+
 def test_saving_from_a_gathered_state_writes_the_same_weights(model, tmp_path):
     """save_trainable from a whole state dict (what accelerate gathers from the processes of a sharded model) writes
     the same projector and adapter as from the model's own tensors."""

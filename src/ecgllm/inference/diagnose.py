@@ -6,7 +6,8 @@ single windows in training). A centre-crop model scores every window with the LM
 config's `aggregate`), the window closest to that score speaking for the record. The decision is taken on the log-odds
 at the model's threshold chosen on validation (its calibration; a model without one decides at P(AF) 0.5 and says so);
 P(AF) is reported beside it. The answer goes
-on greedily from the scoring pass's key/value cache after the chosen decision sentence: the prompt runs once.
+on greedily from the scoring pass's key/value cache after the chosen decision sentence: the prompt runs once, and the
+answer the model was trained to give is checked as a draft in one pass (the result is still greedy decoding's).
 Several recordings are diagnosed as one batch (`diagnose_many`): the model runs once for all of them, and a bad
 recording is reported without failing the others. The decision and the measured figures are also given in the other
 language, from the answer template the model was trained on (`translations`).
@@ -168,9 +169,11 @@ class Diagnoser:
         log_odds, decided, continuations = [], [], []
         for start in range(0, len(items), self.batch_size):
             stop = start + self.batch_size
-            p, d, c = score_and_answer(model, self.formatter, [item.prompt for item in items[start:stop]],
-                                       inputs[start:stop], self.threshold, self.max_new_tokens,
-                                       None if decisions is None else decisions[start:stop], prefix)
+            batch = items[start:stop]
+            p, d, c = score_and_answer(model, self.formatter, [item.prompt for item in batch], inputs[start:stop],
+                                       self.threshold, self.max_new_tokens,
+                                       None if decisions is None else decisions[start:stop], prefix,
+                                       [item.evidence for item in batch])
             log_odds += list(p)
             decided += d
             continuations += c

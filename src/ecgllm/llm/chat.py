@@ -53,5 +53,11 @@ class ChatFormatter:
         normal, af = DECISION[self.config.lang]
         return self._ids(normal), self._ids(af)
 
+    def continuation_ids(self, label: int, evidence: RhythmEvidence | None) -> list[int]:
+        """What the model was trained to say after decision sentence `label` (the evidence sentence and the end of the
+        turn); [] where the trained answer does not tokenize as that sentence followed by the rest."""
+        answer, decision = self.answer_ids(label, evidence), self.decision_ids()[label]
+        return answer[len(decision):] if answer[:len(decision)] == decision else []
+
     def decode(self, ids) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

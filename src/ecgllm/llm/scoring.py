@@ -11,6 +11,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.data import pad
 from ecgllm.llm.modeling_ecgllm import ECGLLM
+from ecgllm.rhythm import RhythmEvidence
 
 
 class PrefixCache:
@@ -38,17 +39,23 @@ class PrefixCache:
 
 def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
                    prefix: PrefixCache | None, keep_cache: bool):
-    """The log-likelihood of each decision sentence after each prompt: [n, 2] (normal, AF).
+    """The log-likelihood of each decision sentence after each prompt, from the first token where the two differ:
+    [n, 2] (normal, AF). The tokens both sentences begin with have the same likelihood under both and cancel in the
+    log-odds, so they run once, as part of the prompt.
 
     The prompts run once (left-padded, keeping their key/value cache; with `prefix`, only the part after the shared
-    prefix runs); the cache is duplicated and both decision sentences run on it in one batched pass. With
+    prefix runs); the cache is duplicated and both sentences' remainders run on it in one batched pass. With
     `keep_cache`, also returns what continuing after a sentence needs: the cache of that pass (rows b0 normal, b0 AF,
     b1 normal, ...), its attention mask [2n, T] and the logits that follow each sentence [2n, V].
     """
-    model.eval()
+    if model.training:
+        model.eval()
     device = model.device
     pad_id = formatter.tokenizer.pad_token_id
     n = len(prompts)
+    sentences = formatter.decision_ids()
+    shared = _shared_start(*sentences)
+    prompts = [p + sentences[0][:shared] for p in prompts]
     if prefix is not None and prefix.matches(prompts):
         ids, rest_mask = pad([p[len(prefix):] for p in prompts], pad_id, side="left")
         # Padding now sits between the prefix and the rest: the mask hides it and positions skip it.
@@ -65,7 +72,7 @@ def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[i
     cache = out.cache
     cache.batch_repeat_interleave(2)  # rows b0, b0, b1, b1, ...: normal then AF continuation of each prompt
 
-    decision_ids, decision_mask = pad(list(formatter.decision_ids()), pad_id, side="right")  # [2, Ld]
+    decision_ids, decision_mask = pad([ids[shared:] for ids in sentences], pad_id, side="right")  # [2, Ld]
     continuation = decision_ids.repeat(n, 1).to(device)  # [2n, Ld]
     continuation_mask = decision_mask.repeat(n, 1).to(device)
     mask = torch.cat([mask.repeat_interleave(2, 0), continuation_mask], dim=1)
@@ -80,6 +87,14 @@ def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[i
         return sentence_ll
     after = rest[torch.arange(2 * n, device=device), continuation_mask.sum(-1) - 1]  # [2n, V]: after each sentence
     return sentence_ll, out.cache, mask, after
+
+
+def _shared_start(a: list[int], b: list[int]) -> int:
+    """How many tokens `a` and `b` begin with in common, leaving each at least one of its own."""
+    shared = 0
+    while shared < min(len(a), len(b)) - 1 and a[shared] == b[shared]:
+        shared += 1
+    return shared
 
 
 def _log_odds(sentence_ll: torch.Tensor) -> np.ndarray:
@@ -98,13 +113,43 @@ def _end_tokens(tokenizer) -> list[int]:
     return [t for t in {tokenizer.eos_token_id, end_of_turn} if t is not None and t != tokenizer.unk_token_id]
 
 
+def _verify_drafts(model: ECGLLM, drafts: list[list[int]], cache, mask: torch.Tensor, logits: torch.Tensor,
+                   pad_id: int):
+    """Greedy decoding of many tokens in one pass, where a guess of them exists (speculative decoding with greedy
+    verification: the output is what token-by-token greedy decoding gives).
+
+    `logits` [n, V] predict each row's next token and `drafts` guess the tokens from there on. All draft tokens run
+    at once; a row keeps its draft up to the first token that differs from the model's own argmax, and the model's
+    token there. The cache keeps the rejected tokens' entries, hidden by the attention mask (zeros in the mask are
+    padding to the model), so no row is recomputed. Returns each row's accepted tokens, the mask and the cache to
+    continue from, and the logits [n, V] that predict the token after them.
+    """
+    n, device = len(drafts), mask.device
+    draft, draft_mask = pad(drafts, pad_id, side="right")  # [n, L]
+    draft, draft_mask = draft.to(device), draft_mask.to(device)
+    mask = torch.cat([mask, draft_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1)[:, -draft.shape[1]:]
+    out = model.lm(input_ids=draft, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+    predicted = torch.cat([logits[:, None], out.logits.float()], dim=1)  # [n, L + 1]: column i predicts token i
+    agree = (predicted[:, :-1].argmax(-1) == draft) & draft_mask.bool()
+    accepted = agree.long().cumprod(-1).sum(-1)  # [n]: draft tokens equal to greedy decoding's
+    kept = torch.arange(draft.shape[1], device=device)[None] < accepted[:, None]
+    mask = torch.cat([mask[:, :-draft.shape[1]], kept.long()], dim=1)
+    tokens = [draft[r, :accepted[r]].tolist() for r in range(n)]
+    return tokens, out.cache, mask, predicted[torch.arange(n, device=device), accepted]
+
+
 @torch.no_grad()
 def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
                      threshold: float, max_new_tokens: int = 48, decisions: list[int] | None = None,
-                     prefix: PrefixCache | None = None) -> tuple[np.ndarray, list[int], list[str]]:
+                     prefix: PrefixCache | None = None, evidence: list[RhythmEvidence | None] | None = None
+                     ) -> tuple[np.ndarray, list[int], list[str]]:
     """The log-odds, the decision, and the rest of the answer, from one pass over each prompt: the decision is the
     sentence whose log-odds clear `threshold` (log-odds; or `decisions`, when the caller decided otherwise), and the
     answer goes on greedily from the key/value cache of prompt + that sentence, never running the prompt again.
+    With each prompt's `evidence`, the answer the model was trained to give after its decision is verified first as a
+    draft (`_verify_drafts`): as many tokens as the model agrees with cost one pass, and the answer is still the
+    greedy one.
     Returns log-odds [n], decisions (0/1) and the generated continuations (after the decision sentence)."""
     sentence_ll, cache, mask, after = _decision_pass(model, formatter, prompts, features, prefix, keep_cache=True)
     log_odds = _log_odds(sentence_ll)
@@ -113,21 +158,36 @@ def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
     rows = torch.arange(len(prompts), device=mask.device) * 2 + torch.tensor(decisions, device=mask.device)
     cache.batch_select_indices(rows)
     mask, logits = mask[rows], after[rows]
-    ends = torch.tensor(_end_tokens(formatter.tokenizer), device=mask.device)
+    ends = _end_tokens(formatter.tokenizer)
     pad_id = formatter.tokenizer.pad_token_id
-    generated, done = [], torch.zeros(len(prompts), dtype=torch.bool, device=mask.device)
-    for _ in range(max_new_tokens):
+    generated = [[] for _ in prompts]
+    if evidence is not None:
+        drafts = [_until_end(formatter.continuation_ids(d, e), ends)[:max_new_tokens]
+                  for d, e in zip(decisions, evidence)]
+        if any(drafts):
+            generated, cache, mask, logits = _verify_drafts(model, drafts, cache, mask, logits, pad_id)
+    done = torch.tensor([bool(set(g) & set(ends)) or len(g) >= max_new_tokens for g in generated],
+                        device=mask.device)
+    ends = torch.tensor(ends, device=mask.device)
+    while not done.all():
         token = logits.argmax(-1).masked_fill(done, pad_id)  # [n]
-        generated.append(token)
-        done |= torch.isin(token, ends)
+        for row in (~done).nonzero().flatten().tolist():
+            generated[row].append(int(token[row]))
+        done |= torch.isin(token, ends) | torch.tensor([len(g) >= max_new_tokens for g in generated],
+                                                        device=mask.device)
         if done.all():
             break
         mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
         out = model.lm(input_ids=token[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
                        cache=cache, use_cache=True)
         cache, logits = out.cache, out.logits[:, -1].float()
-    tokens = torch.stack(generated, 1) if generated else torch.zeros(len(prompts), 0, dtype=torch.long)
-    return log_odds, decisions, [formatter.decode(row) for row in tokens]
+    return log_odds, decisions, [formatter.decode(row) for row in generated]
+
+
+def _until_end(ids: list[int], ends: list[int]) -> list[int]:
+    """`ids` up to and including the first end-of-turn token: greedy decoding stops there."""
+    stop = next((i for i, t in enumerate(ids) if t in ends), len(ids) - 1)
+    return ids[:stop + 1]
 
 
 class DecisionBias(LogitsProcessor):
