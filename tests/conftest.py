@@ -8,6 +8,7 @@ import scipy.io
 
 REPO = Path(__file__).resolve().parents[1]
 CINC_DIR = Path(os.environ.get("ECGLLM_CINC_DIR", REPO.parent / "shared" / "data" / "cinc2017" / "training2017"))
+LUDB_DIR = Path(os.environ.get("ECGLLM_LUDB_DIR", REPO.parent / "shared" / "data" / "ludb"))
 
 
 def read_reference(folder: Path) -> list[tuple[str, str]]:
@@ -27,6 +28,13 @@ def cinc_dir() -> Path:
     if not (CINC_DIR / "REFERENCE.csv").exists():
         pytest.skip(f"CinC 2017 data not found at {CINC_DIR} (set ECGLLM_CINC_DIR)")
     return CINC_DIR
+
+
+@pytest.fixture(scope="session")
+def ludb_dir() -> Path:
+    if not (LUDB_DIR / "data" / "1.hea").exists():
+        pytest.skip(f"LUDB not found at {LUDB_DIR} (set ECGLLM_LUDB_DIR)")
+    return LUDB_DIR
 
 
 def copy_records(source: Path, target: Path, n_normal: int, n_af: int) -> list[tuple[str, str]]:

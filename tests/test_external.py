@@ -1,7 +1,9 @@
-"""`ecgllm evaluate-external` on WFDB records with rhythm annotations that the test writes itself (wrsamp/wrann)."""
+"""`ecgllm evaluate-external` on WFDB records with rhythm annotations that the test writes itself (wrsamp/wrann),
+and on real LUDB records (a rhythm per record in the header)."""
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -57,7 +59,7 @@ def test_evaluate_external_labels_windows_and_goes_on_past_bad_records(smoke_mod
     out = tmp_path / "out"
     assert main(["-q", "evaluate-external", "--wfdb", str(data), "--model", str(smoke_model_dir), "--out", str(out),
                  "--lead", "ECG2", "--device", "cpu"]) == 0
-    assert "records left out" in capsys.readouterr().out
+    assert "left out:" in capsys.readouterr().out
 
     windows = list(csv.DictReader((out / "windows.csv").open()))
     first = [w for w in windows if w["record"] == "100"]
@@ -82,3 +84,62 @@ def test_evaluate_external_labels_windows_and_goes_on_past_bad_records(smoke_mod
 def test_evaluate_external_on_a_folder_without_records(smoke_model_dir, tmp_path, capsys):
     assert main(["-q", "evaluate-external", "--wfdb", str(tmp_path), "--model", str(smoke_model_dir)]) == 2
     assert "no WFDB records" in capsys.readouterr().err
+
+
+def test_segments_are_diagnosed_with_their_annotated_rhythm(smoke_model_dir, tmp_path):
+    """Segments mode: consecutive 20-s pieces within annotated rhythm, labelled by their AF share, each diagnosed as
+    `diagnose` would; the per-rhythm table counts what was called AF; a record without annotations is reported."""
+    data = tmp_path / "db"
+    data.mkdir()
+    write_record(data, "100", seed=1)  # 80 s, AF from 40 s
+    write_record(data, "101", seconds=70, af_from_s=30, seed=2)  # AF from 30 s: the piece 20-40 s is half AF
+    write_record(data, "102", annotate=False, seed=3)
+    out = tmp_path / "out"
+    assert main(["-q", "evaluate-external", "--wfdb", str(data), "--model", str(smoke_model_dir), "--out", str(out),
+                 "--mode", "segments", "--segment-seconds", "20", "--device", "cpu"]) == 0
+    pieces = list(csv.DictReader((out / "pieces.csv").open()))
+    spans = [(p["record"], float(p["start_s"]), float(p["end_s"]), p["rhythm"], int(p["label"])) for p in pieces]
+    assert spans == [("100", 0, 20, "(N", 0), ("100", 20, 40, "(N", 0), ("100", 40, 60, "(AFIB", 1),
+                     ("100", 60, 80, "(AFIB", 1), ("101", 0, 20, "(N", 0), ("101", 20, 40, "(N", 0),
+                     ("101", 40, 60, "(AFIB", 1)]  # 101's 20-40 s: AF share 0.5 is not more than 0.5
+    assert all(int(p["called_af"]) == int(float(p["log_odds"]) >= json.loads((out / "metrics.json").read_text())
+                                          ["threshold"]) for p in pieces)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "segments" and metrics["unit"] == "20-s segments"
+    assert {r["rhythm"]: (r["n"], r["af"]) for r in metrics["per_rhythm"]} == {"(N": (4, False), "(AFIB": (3, True)}
+    called = {r["rhythm"]: r["called_af"] for r in metrics["per_rhythm"]}
+    assert called["(AFIB"] == metrics["overall"]["confusion_matrix"]["tp"]
+    assert called["(N"] == metrics["overall"]["confusion_matrix"]["fp"]
+    assert "no rhythm annotations" in metrics["failures"][0]["error"]
+
+
+def test_ludb_records_are_labelled_by_their_header_rhythm(smoke_model_dir, ludb_dir, tmp_path, capsys):
+    """Records mode on real LUDB records (500 Hz, 12 leads, 10 s): lead ii by name, the label from the header's
+    `Rhythm:` comment (flutter is not AF unless asked), and a header without one is reported, not guessed."""
+    data = tmp_path / "ludb"
+    data.mkdir()
+    for record in ("1", "2", "8", "35"):  # sinus bradycardia, sinus rhythm, AF, typical flutter
+        for suffix in (".hea", ".dat"):
+            shutil.copy(ludb_dir / "data" / f"{record}{suffix}", data / f"{record}{suffix}")
+    header = (data / "2.hea").read_text()
+    (data / "3.hea").write_text(header.replace("2 12", "3 12", 1).replace("#Rhythm: Sinus rhythm.", "#No rhythm."))
+    shutil.copy(data / "2.dat", data / "3.dat")
+    out = tmp_path / "out"
+    assert main(["-q", "evaluate-external", "--wfdb", str(data), "--model", str(smoke_model_dir), "--out", str(out),
+                 "--mode", "records", "--lead", "ii", "--device", "cpu"]) == 0
+    pieces = {p["record"]: p for p in csv.DictReader((out / "pieces.csv").open())}
+    assert {r: (p["rhythm"], p["label"], p["lead"], p["end_s"]) for r, p in pieces.items()} == {
+        "1": ("Sinus bradycardia", "0", "ii", "10.0"), "2": ("Sinus rhythm", "0", "ii", "10.0"),
+        "8": ("Atrial fibrillation", "1", "ii", "10.0"), "35": ("Atrial flutter, typical", "0", "ii", "10.0")}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["overall"]["n_records"] == 4 and metrics["overall"]["n_positive"] == 1
+    assert [f["file"].rsplit("/", 1)[-1] for f in metrics["failures"]] == ["3.hea"]
+    assert "no 'Rhythm:' comment" in metrics["failures"][0]["error"]
+    assert "Atrial flutter, typical" in capsys.readouterr().out
+
+    flutter_too = tmp_path / "flutter"
+    assert main(["-q", "evaluate-external", "--wfdb", str(data), "--model", str(smoke_model_dir), "--out",
+                 str(flutter_too), "--mode", "records", "--lead", "ii", "--device", "cpu", "--af-record-rhythms",
+                 "atrial fibrillation,atrial flutter"]) == 0
+    labels = {p["record"]: p["label"] for p in csv.DictReader((flutter_too / "pieces.csv").open())}
+    assert labels == {"1": "0", "2": "0", "8": "1", "35": "1"}

@@ -215,9 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
              ("--plots", {**PATH, "help": "folder for each record's ECG strip and RR plots (PNG)"}),
              ("--lang", {"choices": ["zh", "en"], "help": "printed answer's language (default: the model's)"}), DEVICE)
     add_config_arguments(diagnose, ReadSettings, "reading files")
-    external = _command(commands, "evaluate-external", _evaluate_external, "window-level validation on a WFDB "
-                        "database with rhythm annotations (MIT-BIH style aux_note)",
-                        ("--wfdb", {**REQUIRED, "help": "folder of WFDB records (.hea + signal + .atr)"}), MODEL,
+    external = _command(commands, "evaluate-external", _evaluate_external, "validation on a WFDB database from "
+                        "another device: 8-s windows or 30-s segments of annotated recordings (MIT-BIH style "
+                        "aux_note), or whole records with a header rhythm (LUDB)",
+                        ("--wfdb", {**REQUIRED, "help": "folder of WFDB records (.hea + signal [+ .atr])"}), MODEL,
                         ("--out", {**PATH, "help": "results folder (default: beside the model)"}), DEVICE)
     add_config_arguments(external, ExternalConfig, "records and labels (default: the first lead, (AFIB, 0.5)")
     _command(commands, "serve", _serve, "the HTTP API and the page (FastAPI + uvicorn)", MODEL,
