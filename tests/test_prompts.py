@@ -1,8 +1,10 @@
+import re
+
 import pytest
 
 from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision
 from ecgllm.llm.prompts import DECISION, PLACEHOLDER, answer_text, user_prompt
-from ecgllm.rhythm import RhythmEvidence
+from ecgllm.rhythm import IRREGULAR_RR_CV, RhythmEvidence
 
 EVIDENCE = RhythmEvidence(n_beats=45, heart_rate_bpm=112, rr_cv=0.21, rmssd_ms=152, prr31=0.78, sd1_ms=108, sd2_ms=130)
 
@@ -25,6 +27,65 @@ def test_evidence_in_prompt_and_answer(lang):
         assert answer.startswith(DECISION[lang][label])
         assert parse_decision(answer, lang).label == label
         assert numbers_grounded(answer, EVIDENCE)
+
+
+# What an answer says of the RR intervals, and the CV it cites, read from its text alone.
+_REGULARITY = {"en": re.compile(r"The RR intervals are (regular|irregular) \(CV (\d+\.\d+)\)|(Too few beats)"),
+               "zh": re.compile(r"RR 间期(规则|不规则)（CV (\d+\.\d+)）|(检出心搏过少)")}
+
+
+def stated_regularity(answer: str, lang: str) -> tuple[str, float | None]:
+    match = _REGULARITY[lang].search(answer)
+    assert match, answer
+    if match.group(3):
+        return "not measurable", None
+    return ("irregular" if match.group(1) in ("irregular", "不规则") else "regular"), float(match.group(2))
+
+
+def contradicts(answer: str, lang: str) -> bool:
+    word, cv = stated_regularity(answer, lang)
+    return cv is not None and (word == "irregular") != (cv >= IRREGULAR_RR_CV)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_evidence_sentence_follows_the_figures_not_the_label(lang):
+    regular = RhythmEvidence(n_beats=38, heart_rate_bpm=76, rr_cv=0.03, rmssd_ms=22, prr31=0.1, sd1_ms=16, sd2_ms=40)
+    few = RhythmEvidence(n_beats=3)
+    for label in (0, 1):
+        assert stated_regularity(answer_text(label, lang, EVIDENCE), lang) == ("irregular", 0.21)
+        assert stated_regularity(answer_text(label, lang, regular), lang) == ("regular", 0.03)
+        assert stated_regularity(answer_text(label, lang, few), lang) == ("not measurable", None)
+        assert numbers_grounded(answer_text(label, lang, few), few)
+        # the label changes the decision sentence only
+        assert answer_text(label, lang, regular)[len(DECISION[lang][label]):] == \
+            answer_text(1 - label, lang, regular)[len(DECISION[lang][1 - label]):]
+    at_cut = RhythmEvidence(n_beats=30, heart_rate_bpm=70, rr_cv=IRREGULAR_RR_CV, rmssd_ms=60, prr31=0.4, sd1_ms=40,
+                            sd2_ms=60)
+    assert stated_regularity(answer_text(0, lang, at_cut), lang)[0] == "irregular"
+    # the check can fail: the label-chosen wording of earlier versions
+    assert contradicts(DECISION["en"][0] + " The RR intervals are irregular (CV 0.05), mean heart rate 70 bpm.", "en")
+
+
+def test_no_training_answer_contradicts_its_figures(cinc_dir):
+    """Every training record of the binary split (seed 42), both languages: the regularity word the answer states
+    agrees with the CV it cites, read from the text alone; both labels meet both wordings."""
+    from ecgllm.data.dataset import load_cinc_folder
+    from ecgllm.data.split import make_split
+    from ecgllm.rhythm import measure_rhythm
+
+    dataset = load_cinc_folder(cinc_dir, progress=False)
+    train = make_split(dataset.labels, "binary", 42).train
+    seen = set()
+    for record in train:
+        evidence = measure_rhythm(dataset.records[record].signal, dataset.records[record].fs)
+        label = dataset.labels[record]
+        for lang in ("zh", "en"):
+            answer = answer_text(label, lang, evidence)
+            assert not contradicts(answer, lang), (record, answer)
+            assert numbers_grounded(answer, evidence)
+        seen.add((label, stated_regularity(answer, "en")[0]))
+    assert len(train) == 4340
+    assert {(0, "regular"), (0, "irregular"), (1, "regular"), (1, "irregular")} <= seen
 
 
 NO, AF, UNCERTAIN, NONE = Reading.NO_AF, Reading.AF, Reading.UNCERTAIN, Reading.UNPARSEABLE

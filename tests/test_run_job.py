@@ -1,10 +1,12 @@
 """The main job (`ecgllm run`) end to end on real records with the smoke preset, and its resumption."""
 
+import csv
 import json
 
 from ecgllm.cli import main
 from ecgllm.data.split import Split
 from ecgllm.encoder import MSCNN
+from ecgllm.rhythm import RhythmEvidence
 
 
 def test_run_smoke_end_to_end_and_resume(smoke_run, small_cinc):
@@ -58,6 +60,15 @@ def test_run_includes_llm_stage(smoke_run):
     calibration = json.loads((run / "llm" / "final" / "calibration.json").read_text())
     assert calibration["log_odds"] == scoring["threshold"] and metrics["score"] == "log-odds"
     assert "vs Task 1 MS-CNN" in (run / "llm" / "eval" / "metrics.txt").read_text()
+    # How often the decision and the measured RR regularity part ways, recounted from the predictions and figures.
+    disagreement = metrics["decision_vs_measured_rhythm"]
+    rhythm = json.loads((run / "cache" / "rhythm.json").read_text())
+    predictions = list(csv.DictReader((run / "llm" / "eval" / "predictions.csv").open()))
+    regularity = {p["record"]: RhythmEvidence(**rhythm[p["record"]]["evidence"]).regularity for p in predictions}
+    assert disagreement["n"] == 12 and disagreement["af_with_regular_rr"] == sum(
+        p["decision"] == "1" and regularity[p["record"]] == "regular" for p in predictions)
+    assert disagreement["no_af_with_irregular_rr"] == sum(
+        p["decision"] == "0" and regularity[p["record"]] == "irregular" for p in predictions)
     # The threshold is traceable to the validation scores it was chosen on, which are not test records.
     validation = metrics["validation"]
     assert validation["threshold"] == scoring["threshold"]

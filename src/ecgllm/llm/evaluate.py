@@ -23,6 +23,7 @@ from ecgllm.llm.data import Example, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.prompts import DECISION
 from ecgllm.llm.scoring import generate_answers, score_log_odds
+from ecgllm.rhythm import IRREGULAR_RR_CV
 from ecgllm.utils import resolve_device
 
 
@@ -78,6 +79,19 @@ def generation_report(examples: list[Example], answers: list[str], scored: np.nd
     return report
 
 
+def decision_vs_rhythm(examples: list[Example], decided: np.ndarray) -> dict:
+    """How often the decision and what the measured RR figures show part ways: AF decided on regular RR intervals,
+    or no AF on irregular ones (the evidence sentence states the figures either way; these are the answers whose two
+    sentences pull apart)."""
+    regularity = [e.evidence.regularity for e in examples]
+    af_regular = sum(int(d) == 1 and r == "regular" for d, r in zip(decided, regularity))
+    normal_irregular = sum(int(d) == 0 and r == "irregular" for d, r in zip(decided, regularity))
+    return {"irregular_from_rr_cv": IRREGULAR_RR_CV, "n": len(examples), "af_with_regular_rr": af_regular,
+            "no_af_with_irregular_rr": normal_irregular,
+            "rr_not_measurable": regularity.count("not measurable"),
+            "share_disagreeing": (af_regular + normal_irregular) / max(len(examples), 1)}
+
+
 def compare_with_encoder(labels: np.ndarray, ids: list[str], p_llm: np.ndarray, threshold_llm: float,
                          encoder_eval_dir: Path) -> dict:
     """Task 1 vs Task 2 on the same test records, for each Task 1 mode; `p_llm` is any score the LLM decides on at
@@ -124,7 +138,8 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
               "validation": {"n_records": len(val_labels), "n_positive": int(val_labels.sum()), "threshold": threshold,
                              "threshold_p_af": float(af_probability(threshold)),
                              "metrics": binary_metrics(val_labels, s_val, threshold)},
-              "scoring": evaluate_predictions(labels, s_test, threshold)}
+              "scoring": evaluate_predictions(labels, s_test, threshold),
+              "decision_vs_measured_rhythm": decision_vs_rhythm(test_examples, scored)}
     if generate:
         result["generation"] = generation_report(test_examples, answers, scored, model.config.lang,
                                                  model.config.rhythm_prompt)
@@ -193,6 +208,12 @@ def format_llm_result(result: dict) -> str:
         if "numbers_grounded" in g:
             lines.append(f"  numbers grounded         {g['numbers_grounded']:.4f}")
         blocks.append("\n".join(lines))
+    if "decision_vs_measured_rhythm" in result:
+        d = result["decision_vs_measured_rhythm"]
+        blocks.append(f"decision vs measured rhythm (irregular from RR CV {d['irregular_from_rr_cv']:g}): "
+                      f"{d['af_with_regular_rr']} AF on regular RR, {d['no_af_with_irregular_rr']} no AF on "
+                      f"irregular RR, {d['rr_not_measurable']} not measurable, of {d['n']} "
+                      f"({d['share_disagreeing']:.3f} disagree)")
     for mode, c in result.get("comparison_with_task1", {}).items():
         f1, auc, mc = c["f1_difference_llm_minus_cnn"], c["auc_difference_llm_minus_cnn"], c["mcnemar"]
         cnn = c["cnn"]["metrics"]

@@ -30,12 +30,16 @@ EVIDENCE_UNMEASURABLE = {
     "zh": "节律测量：仅检出 {n_beats} 个心搏，无法测量 RR 间期。",
     "en": "Measured rhythm: only {n_beats} beats detected, RR intervals not measurable. ",
 }
-# The evidence sentence cites two figures: the RR coefficient of variation and the mean heart rate.
+# The evidence sentence says what the measured RR figures show (RhythmEvidence.regularity, by the stated cut-off on
+# the RR coefficient of variation), not what the label is: the decision sentence carries the decision. It cites two
+# figures, the RR coefficient of variation and the mean heart rate; with too few beats it cites none.
 EVIDENCE_ANSWER = {
-    "zh": ("RR 间期无绝对不规则（CV {rr_cv}），平均心率 {heart_rate_bpm} 次/分。",
-           "RR 间期绝对不规则（CV {rr_cv}），平均心率 {heart_rate_bpm} 次/分。"),
-    "en": (" The RR intervals are not irregularly irregular (CV {rr_cv}), mean heart rate {heart_rate_bpm} bpm.",
-           " The RR intervals are irregularly irregular (CV {rr_cv}), mean heart rate {heart_rate_bpm} bpm."),
+    "zh": {"regular": "RR 间期规则（CV {rr_cv}），平均心率 {heart_rate_bpm} 次/分。",
+           "irregular": "RR 间期不规则（CV {rr_cv}），平均心率 {heart_rate_bpm} 次/分。",
+           "not measurable": "检出心搏过少，RR 间期无法测量。"},
+    "en": {"regular": " The RR intervals are regular (CV {rr_cv}), mean heart rate {heart_rate_bpm} bpm.",
+           "irregular": " The RR intervals are irregular (CV {rr_cv}), mean heart rate {heart_rate_bpm} bpm.",
+           "not measurable": " Too few beats were detected to measure the RR intervals."},
 }
 CITED_FIGURES = ("rr_cv", "heart_rate_bpm")
 
@@ -59,8 +63,8 @@ def user_prompt(lang: str, evidence: RhythmEvidence | None = None) -> str:
 
 
 def answer_text(label: int, lang: str, evidence: RhythmEvidence | None = None) -> str:
-    """The target answer: the decision sentence, then (with measurable evidence) one sentence citing it."""
+    """The target answer: the decision sentence, then (with evidence) the sentence saying what the figures show."""
     text = DECISION[lang][label]
-    if evidence is not None and evidence.measurable:
-        text += EVIDENCE_ANSWER[lang][label].format(**evidence.formatted())
+    if evidence is not None:
+        text += EVIDENCE_ANSWER[lang][evidence.regularity].format(**evidence.formatted())
     return text
