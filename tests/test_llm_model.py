@@ -400,20 +400,28 @@ def test_answer_continues_from_the_scoring_cache(model):
 
 
 class _Drafting(ChatFormatter):
-    """A formatter whose trained answers are the given drafts, row by row."""
+    """A formatter whose trained answers are the given drafts, row by row, and that keeps the ids it decodes."""
 
     def __init__(self, tokenizer, config, drafts):
         super().__init__(tokenizer, config)
         self.drafts = iter(drafts)
 
+        self.decoded = []
+
     def continuation_ids(self, label, evidence):
         return next(self.drafts)
 
+    def decode(self, ids):
+        self.decoded.append(list(ids))
+        return super().decode(ids)
 
-def test_a_draft_answer_changes_the_speed_never_the_answer(model):
-    """Checking a draft of the answer in one pass gives exactly token-by-token greedy decoding's answer, whether the
-    draft is the model's own answer (all of it kept), agrees only at its start, is wrong from its first token, or is
-    the trained answer; and the real formatter drafts the trained answer after the decision sentence."""
+
+def test_a_draft_answer_changes_the_speed_never_the_answer(model, monkeypatch):
+    """Checking a draft of the answer many tokens at a time gives exactly token-by-token greedy decoding's answer,
+    whether the draft is the model's own answer (all of it kept), departs from it and rejoins, is wrong from its
+    first token, or is the trained answer; and the real formatter drafts the trained answer after the decision
+    sentence."""
+    from ecgllm.llm import scoring
     from ecgllm.llm.scoring import score_and_answer
 
     formatter = ChatFormatter(model.tokenizer, model.config)
@@ -421,17 +429,32 @@ def test_a_draft_answer_changes_the_speed_never_the_answer(model):
     torch.manual_seed(2)
     features = model.projector_input(torch.randn(3, model.config.ecg_tokens, model.config.feature_dim), EVIDENCE)
     prefix = PrefixCache(model, formatter, prompts[0])
-    log_odds, decisions, plain = score_and_answer(model, formatter, prompts, features, 0.0, 10, prefix=prefix)
-    own = [formatter._ids(text)[:10] for text in plain]
-    assert all(own)
-    half = [ids[:3] + [ids[3] + 1] + ids[4:] for ids in own]
+    recording = _Drafting(model.tokenizer, model.config, [])
+    log_odds, decisions, plain = score_and_answer(model, recording, prompts, features, 0.0, 10, prefix=prefix)
+    own = recording.decoded  # the generated token ids
+    assert all(len(ids) > 6 for ids in own)
+    half = [ids[:3] + [ids[3] + 1] + ids[4:] for ids in own]  # departs at the 4th token, rejoins after it
+    inserted = [ids[:5] + [ids[5] + 1, ids[5] + 2] + ids[5:] for ids in own]
     wrong = [[ids[0] + 1] + ids[1:] for ids in own]
     trained = [formatter.continuation_ids(d, e) for d, e in zip(decisions, EVIDENCE)]
-    for drafts in (own, half, wrong, trained):
+    verify, kept = scoring._verify_drafts, {}
+
+    def counting(*args):
+        accepted = verify(*args)
+        kept["tokens"] = kept.get("tokens", 0) + sum(map(len, accepted[0]))
+        return accepted
+
+    monkeypatch.setattr(scoring, "_verify_drafts", counting)
+    for name, drafts in (("own", own), ("half", half), ("inserted", inserted), ("wrong", wrong), ("trained", trained)):
+        kept.clear()
         drafting = _Drafting(model.tokenizer, model.config, drafts)
         with_draft = score_and_answer(model, drafting, prompts, features, 0.0, 10, prefix=prefix, evidence=EVIDENCE)
         assert with_draft[0] == pytest.approx(log_odds, abs=1e-5) and with_draft[1] == decisions
         assert with_draft[2] == plain
+        if name == "own":
+            assert kept["tokens"] == sum(map(len, own))
+        if name == "half":  # more than the 3 tokens before the departure: the draft was picked up again
+            assert kept["tokens"] > 3 * len(own)
     for decision, evidence, draft in zip(decisions, EVIDENCE, trained):
         assert formatter.decision_ids()[decision] + draft == formatter.answer_ids(decision, evidence)
         assert draft  # the trained answer goes on after its decision sentence

@@ -147,9 +147,9 @@ def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
     """The log-odds, the decision, and the rest of the answer, from one pass over each prompt: the decision is the
     sentence whose log-odds clear `threshold` (log-odds; or `decisions`, when the caller decided otherwise), and the
     answer goes on greedily from the key/value cache of prompt + that sentence, never running the prompt again.
-    With each prompt's `evidence`, the answer the model was trained to give after its decision is verified first as a
-    draft (`_verify_drafts`): as many tokens as the model agrees with cost one pass, and the answer is still the
-    greedy one.
+    With each prompt's `evidence`, the answer the model was trained to give after its decision serves as a draft:
+    its tokens are verified many at a time (`_verify_drafts`), from its start and, after the model departs from it,
+    from where the model's last tokens appear in it again (`_follow_draft`); the answer is still the greedy one.
     Returns log-odds [n], decisions (0/1) and the generated continuations (after the decision sentence)."""
     sentence_ll, cache, mask, after = _decision_pass(model, formatter, prompts, features, prefix, keep_cache=True)
     log_odds = _log_odds(sentence_ll)
@@ -160,21 +160,28 @@ def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
     mask, logits = mask[rows], after[rows]
     ends = _end_tokens(formatter.tokenizer)
     pad_id = formatter.tokenizer.pad_token_id
+    drafts = None if evidence is None else [_until_end(formatter.continuation_ids(d, e), ends)
+                                            for d, e in zip(decisions, evidence)]
     generated = [[] for _ in prompts]
-    if evidence is not None:
-        drafts = [_until_end(formatter.continuation_ids(d, e), ends)[:max_new_tokens]
-                  for d, e in zip(decisions, evidence)]
-        if any(drafts):
-            generated, cache, mask, logits = _verify_drafts(model, drafts, cache, mask, logits, pad_id)
-    done = torch.tensor([bool(set(g) & set(ends)) or len(g) >= max_new_tokens for g in generated],
-                        device=mask.device)
-    ends = torch.tensor(ends, device=mask.device)
-    while not done.all():
-        token = logits.argmax(-1).masked_fill(done, pad_id)  # [n]
+
+    def finished(row: int) -> bool:
+        return len(generated[row]) >= max_new_tokens or bool(set(generated[row]) & set(ends))
+
+    while not all(finished(r) for r in range(len(prompts))):
+        if drafts is not None:
+            guesses = [[] if finished(r) else _follow_draft(generated[r], drafts[r])[:max_new_tokens - len(g)]
+                       for r, g in enumerate(generated)]
+            if any(guesses):
+                accepted, cache, mask, logits = _verify_drafts(model, guesses, cache, mask, logits, pad_id)
+                for row, tokens in enumerate(accepted):
+                    generated[row] += _until_end(tokens, ends)
+        done = torch.tensor([finished(r) for r in range(len(prompts))], device=mask.device)
+        if done.all():
+            break
+        token = logits.argmax(-1).masked_fill(done, pad_id)  # [n]: the model's own next token
         for row in (~done).nonzero().flatten().tolist():
             generated[row].append(int(token[row]))
-        done |= torch.isin(token, ends) | torch.tensor([len(g) >= max_new_tokens for g in generated],
-                                                        device=mask.device)
+        done = torch.tensor([finished(r) for r in range(len(prompts))], device=mask.device)
         if done.all():
             break
         mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
@@ -182,6 +189,19 @@ def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
                        cache=cache, use_cache=True)
         cache, logits = out.cache, out.logits[:, -1].float()
     return log_odds, decisions, [formatter.decode(row) for row in generated]
+
+
+def _follow_draft(generated: list[int], draft: list[int]) -> list[int]:
+    """What the draft says next: all of it before anything is generated; afterwards, what follows the first place in
+    the draft that holds the last two generated tokens, or nothing (one token matches too easily to be worth a pass).
+    """
+    if not generated:
+        return draft
+    tail = generated[-2:]
+    for start in range(len(draft) - 1):
+        if len(tail) == 2 and draft[start:start + 2] == tail:
+            return draft[start + 2:]
+    return []
 
 
 def _until_end(ids: list[int], ends: list[int]) -> list[int]:
