@@ -55,3 +55,24 @@ def test_a_fold_split_is_saved_with_its_fold(tmp_path):
     split.save(tmp_path / "split.json")
     loaded = Split.load(tmp_path / "split.json")
     assert loaded == split and (loaded.fold, loaded.folds) == (1, 4)
+
+
+def test_the_four_class_split_keeps_the_binary_split_inside_it(cinc_dir):
+    """N/A records keep exactly the binary split's partitions (the 869-record binary test set sits unchanged in the
+    four-class test set); O and ~ are split 75/10/15, stratified, with the same seed."""
+    from ecgllm.data.labels import CINC_LABELS
+    from ecgllm.data.reference import read_reference
+
+    names = read_reference(cinc_dir / "REFERENCE.csv").labels
+    four = {record: CINC_LABELS.index(label) for record, label in names.items()}
+    binary = {record: c for record, c in four.items() if c in (0, 1)}
+    for seed in (42, 7):
+        b, f = make_split(binary, "binary", seed), make_split(four, "four", seed)
+        for name in ("train", "val", "test"):
+            assert [i for i in f.ids(name) if four[i] in (0, 1)] == b.ids(name)
+        assert (len(f.train), len(f.val), len(f.test)) == (4340 + 2055, 579 + 274, 869 + 411)
+        others = [i for i in f.test if four[i] >= 2]
+        assert sum(four[i] == 3 for i in others) == 43  # ~: 284 records, 15 % rounded by stratification
+        assert not set(f.train) & set(f.val) | set(f.train) & set(f.test) | set(f.val) & set(f.test)
+        assert set(f.train) | set(f.val) | set(f.test) == set(four)
+    assert make_split(four, "four", 42).test != make_split(four, "four", 7).test

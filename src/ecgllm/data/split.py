@@ -72,17 +72,34 @@ class Split:
 
 def make_split(labels: dict[str, int], task: str, seed: int = 42,
                fractions: tuple[float, float, float] = (0.75, 0.10, 0.15)) -> Split:
-    """Stratified split; sizes are rounded up for test and validation (5788 -> 4340/579/869)."""
+    """Stratified split; sizes are rounded up for test and validation (5788 -> 4340/579/869).
+
+    The four-class task keeps the binary task's split inside it: its N and A records (classes 0 and 1 in both tasks)
+    get exactly the partitions the binary split of the same seed gives them, so the binary test set sits unchanged in
+    the four-class one; the O and ~ records are split on their own, stratified, with the same seed and fractions."""
     if not math.isclose(sum(fractions), 1.0):
         raise ValueError(f"split fractions {fractions} do not sum to 1")
+    if task == "four":
+        parts = [_stratified({i: c for i, c in labels.items() if c in (0, 1)}, seed, fractions),
+                 _stratified({i: c for i, c in labels.items() if c not in (0, 1)}, seed, fractions)]
+        train, val, test = (sum((list(part[k]) for part in parts), []) for k in range(3))
+    else:
+        train, val, test = _stratified(labels, seed, fractions)
+    return Split(task=task, seed=seed, fractions=tuple(fractions), train=sorted(train), val=sorted(val),
+                 test=sorted(test), labels={i: labels[i] for i in sorted(labels)})
+
+
+def _stratified(labels: dict[str, int], seed: int, fractions: tuple[float, float, float]
+                ) -> tuple[list[str], list[str], list[str]]:
+    if not labels:
+        return [], [], []
     ids = sorted(labels)
     y = [labels[i] for i in ids]
     n_test = math.ceil(fractions[2] * len(ids))
     n_val = math.ceil(fractions[1] * len(ids))
     rest, test = train_test_split(ids, test_size=n_test, stratify=y, random_state=seed)
     train, val = train_test_split(rest, test_size=n_val, stratify=[labels[i] for i in rest], random_state=seed)
-    return Split(task=task, seed=seed, fractions=tuple(fractions), train=sorted(train), val=sorted(val),
-                 test=sorted(test), labels={i: labels[i] for i in ids})
+    return train, val, test
 
 
 def make_fold_split(labels: dict[str, int], task: str, folds: int, fold: int, seed: int = 42,
