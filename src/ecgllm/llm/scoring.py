@@ -197,9 +197,11 @@ def _follow_draft(generated: list[int], draft: list[int]) -> list[int]:
     """
     if not generated:
         return draft
+    if len(generated) < 2:
+        return []
     tail = generated[-2:]
     for start in range(len(draft) - 1):
-        if len(tail) == 2 and draft[start:start + 2] == tail:
+        if draft[start:start + 2] == tail:
             return draft[start + 2:]
     return []
 
