@@ -37,11 +37,13 @@ def ludb_dir() -> Path:
     return LUDB_DIR
 
 
-def copy_records(source: Path, target: Path, n_normal: int, n_af: int) -> list[tuple[str, str]]:
+def copy_records(source: Path, target: Path, n_normal: int, n_af: int, n_other: int = 0, n_noisy: int = 0
+                 ) -> list[tuple[str, str]]:
     """A small real CinC folder: the first records of each class, with headers and a REFERENCE.csv."""
     target.mkdir(parents=True, exist_ok=True)
     rows = read_reference(source)
-    chosen = [r for r in rows if r[1] == "N"][:n_normal] + [r for r in rows if r[1] == "A"][:n_af]
+    chosen = [r for label, n in (("N", n_normal), ("A", n_af), ("O", n_other), ("~", n_noisy))
+              for r in [r for r in rows if r[1] == label][:n]]
     chosen.sort()
     for name, _ in chosen:
         for suffix in (".mat", ".hea"):
@@ -55,6 +57,14 @@ def small_cinc(cinc_dir, tmp_path_factory) -> Path:
     """60 normal and 20 AF real records: enough for a smoke run end to end."""
     folder = tmp_path_factory.mktemp("cinc_small")
     copy_records(cinc_dir, folder, 60, 20)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_cinc_four(cinc_dir, tmp_path_factory) -> Path:
+    """Real records of all four classes (40 N, 16 A, 24 O, 16 ~)."""
+    folder = tmp_path_factory.mktemp("cinc_four")
+    copy_records(cinc_dir, folder, 40, 16, 24, 16)
     return folder
 
 

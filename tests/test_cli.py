@@ -56,10 +56,10 @@ def test_configs_validate_themselves():
         dataclasses.replace(LLM_PRESETS["cpu"][1], schedule="step")
 
 
-def test_binary_trainers_refuse_a_four_class_split(small_cinc, tmp_path, capsys):
+def test_the_llm_trainer_refuses_a_four_class_split(small_cinc, smoke_encoder, tmp_path, capsys):
     split = tmp_path / "four.json"
     assert main(["-q", "data", "split", str(small_cinc), "--out", str(split), "--task", "four"]) == 0
-    assert main(["-q", "encoder", "train", "--data", str(small_cinc), "--split", str(split), "--out",
-                 str(tmp_path / "enc"), "--preset", "smoke"]) == 2
+    assert main(["-q", "llm", "train", "--data", str(small_cinc), "--split", str(split), "--encoder",
+                 str(smoke_encoder), "--out", str(tmp_path / "llm"), "--preset", "smoke"]) == 2
     assert "binary task, but this split is of the 'four' task" in capsys.readouterr().err
-    assert not (tmp_path / "enc").exists()
+    assert not (tmp_path / "llm").exists()

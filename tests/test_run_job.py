@@ -47,6 +47,26 @@ def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):
     assert (tmp_path / "enc" / "eval" / "metrics.json").exists()
 
 
+def test_encoder_trains_and_evaluates_four_classes_from_a_four_class_split(small_cinc_four, tmp_path, capsys):
+    split = tmp_path / "four.json"
+    assert main(["-q", "data", "split", str(small_cinc_four), "--out", str(split), "--task", "four"]) == 0
+    assert main(["-q", "encoder", "train", "--data", str(small_cinc_four), "--split", str(split), "--out",
+                 str(tmp_path / "enc"), "--preset", "smoke", "--epochs", "1"]) == 0
+    config = MSCNN.from_pretrained(tmp_path / "enc").config
+    assert config.task == "four" and config.num_outputs == 4
+    assert set(config.class_offsets) == {"center", "whole"} and all(len(v) == 4 for v in config.class_offsets.values())
+    assert main(["-q", "encoder", "evaluate", "--model", str(tmp_path / "enc"), "--data", str(small_cinc_four),
+                 "--split", str(split)]) == 0
+    assert "challenge_score" in capsys.readouterr().out
+    result = json.loads((tmp_path / "enc" / "eval" / "metrics.json").read_text())["modes"]["whole"]
+    test = Split.load(split).test
+    assert result["class_counts"] == {c: sum(Split.load(split).labels[i] == k for i in test)
+                                      for k, c in enumerate("NAO~")}
+    assert min(result["class_counts"].values()) >= 2 and sum(map(sum, result["confusion_matrix"]["counts"])) == len(test)
+    header = (tmp_path / "enc" / "eval" / "predictions.csv").read_text().splitlines()[0]
+    assert header.startswith("record,label,p_N_center,p_A_center,p_O_center,p_~_center")
+
+
 def test_run_includes_llm_stage(smoke_run):
     run = smoke_run
     metrics = json.loads((run / "llm" / "eval" / "metrics.json").read_text())

@@ -50,9 +50,10 @@ def _load_data(args):
 def _encoder_train(args) -> None:
     from ecgllm.encoder.training import train_encoder
 
-    model_config = override(ENCODER_PRESETS[args.preset], given_settings(args, MSCNNConfig))
     train_config = override(TRAINING_PRESETS[args.preset], given_settings(args, EncoderTrainingConfig))
     dataset, split = _load_data(args)
+    # The split says the task: a four-class split trains a four-way head.
+    model_config = override(ENCODER_PRESETS[args.preset], {**given_settings(args, MSCNNConfig), "task": split.task})
     train_encoder(dataset, split, args.out, model_config, train_config, not args.quiet, args.device)
 
 

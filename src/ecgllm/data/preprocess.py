@@ -74,11 +74,12 @@ def augment_crop(signal: np.ndarray, window: int, config: AugmentConfig, rng: np
     return crop
 
 
-def aggregate_windows(probabilities: np.ndarray, method: str) -> float:
+def aggregate_windows(probabilities: np.ndarray, method: str):
+    """A record's windows' probabilities [W] (or [W, C]) -> the record's (a float, or [C])."""
     if method == "mean":
-        return float(np.mean(probabilities))
+        return np.mean(probabilities, axis=0)
     if method == "max":
-        return float(np.max(probabilities))
+        return np.max(probabilities, axis=0)
     raise ValueError(f"unknown aggregation {method!r}; choose 'mean' or 'max'")
 
 

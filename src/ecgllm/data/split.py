@@ -122,13 +122,18 @@ def make_fold_split(labels: dict[str, int], task: str, folds: int, fold: int, se
 
 
 def subset_ids(split: Split, name: str, max_records: int | None, seed: int) -> list[str]:
-    """The split's ids, or a stratified sample of `max_records` of them for smoke runs."""
+    """The split's ids, or a stratified sample of `max_records` of them for smoke runs: at least two of every class
+    but the largest, which fills the rest."""
     ids = split.ids(name)
     if max_records is None or len(ids) <= max_records:
         return ids
     rng = np.random.default_rng(seed)
-    by_class = [[i for i in ids if split.labels[i] == c] for c in (0, 1)]
-    n_pos = max(2, round(max_records * len(by_class[1]) / len(ids)))
-    picked = list(rng.choice(by_class[1], min(n_pos, len(by_class[1])), replace=False))
-    picked += list(rng.choice(by_class[0], max_records - len(picked), replace=False))
+    by_class = {c: [i for i in ids if split.labels[i] == c] for c in sorted({split.labels[i] for i in ids})}
+    largest = max(by_class, key=lambda c: len(by_class[c]))
+    picked = []
+    for c, members in by_class.items():
+        if c != largest:
+            n = max(2, round(max_records * len(members) / len(ids)))
+            picked += list(rng.choice(members, min(n, len(members)), replace=False))
+    picked += list(rng.choice(by_class[largest], max(0, max_records - len(picked)), replace=False))
     return sorted(picked)

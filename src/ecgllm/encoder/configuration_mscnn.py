@@ -4,7 +4,7 @@ stream-2's kernel cannot mismatch. Fields with a help text are also command-line
 from dataclasses import dataclass, field
 
 from ecgllm.configuration_utils import check_choice, check_range, setting
-from ecgllm.data.labels import TASKS
+from ecgllm.data.labels import TASKS, task_labels
 from ecgllm.data.preprocess import AugmentConfig, PreprocessConfig
 
 
@@ -22,15 +22,22 @@ class MSCNNConfig:
     conv_batch_norm: bool = False  # not in the paper; makes the small CPU presets train in few epochs
     head_widths: tuple[int, ...] = (1024, 256)
     dropout: float = 0.5
-    task: str = "binary"
+    task: str = "binary"  # "binary": one logit of AF; "four": a logit per CinC class (N, A, O, ~)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    # Decision thresholds on P(AF), chosen on the validation split after training, per evaluation mode.
+    # Chosen on the validation split after training, per evaluation mode: the binary task's thresholds on P(AF), the
+    # four-class task's per-class offsets on log P (evaluation.four_class.decide).
     thresholds: dict[str, float] = field(default_factory=lambda: {"center": 0.5, "whole": 0.5})
+    class_offsets: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self):
         check_choice("k_size_stream2", self.k_size_stream2, (3, 5, 7, 9))
         check_range("width_multiplier", self.width_multiplier, 1 / 128)
         check_choice("task", self.task, tuple(TASKS))
+
+    @property
+    def num_outputs(self) -> int:
+        """Logits of the head: 1 for the binary task (AF), one per class otherwise."""
+        return 1 if self.task == "binary" else len(task_labels(self.task))
 
     @property
     def widths(self) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""Evaluating a trained MS-CNN on a split, in both modes, with the thresholds it chose on validation."""
+"""Evaluating a trained MS-CNN on a split, in both modes, with the thresholds (four-class: class offsets) it chose on
+validation."""
 
 import csv
 import json
@@ -7,10 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from ecgllm.data.dataset import CinCDataset
+from ecgllm.data.labels import task_labels
 from ecgllm.data.preprocess import MODES
 from ecgllm.data.split import Split
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.predict import predict_records
+from ecgllm.evaluation.four_class import evaluate_four_class, format_four_class, log_probabilities
 from ecgllm.evaluation.metrics import evaluate_predictions, format_evaluation
 
 MODE_TITLES = {"center": "centre crop (8 s, the original protocol)", "whole": "whole record (sliding 8-s windows)"}
@@ -25,12 +28,8 @@ def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: 
     labels = np.array([dataset.labels[i] for i in ids])
     signals = [dataset.records[i].signal for i in ids]
     probabilities = {mode: predict_records(model, signals, mode, progress=progress) for mode in MODES}
-    result = {
-        "system": f"MS-CNN ({model.config.preset})",
-        "split": split_name,
-        "modes": {mode: evaluate_predictions(labels, probabilities[mode], model.config.thresholds[mode], n_resamples)
-                  for mode in MODES},
-    }
+    result = {"system": f"MS-CNN ({model.config.preset})", "split": split_name, "task": model.config.task,
+              "modes": {mode: _evaluate_mode(model, mode, labels, probabilities[mode], n_resamples) for mode in MODES}}
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -38,13 +37,28 @@ def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: 
         (out_dir / "metrics.txt").write_text(format_encoder_result(result) + "\n")
         with (out_dir / "predictions.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["record", "label", *(f"p_af_{mode}" for mode in MODES)])
-            for row in zip(ids, labels, *(probabilities[m] for m in MODES)):
-                writer.writerow([row[0], int(row[1]), *(f"{p:.6f}" for p in row[2:])])
+            if model.config.task == "binary":
+                writer.writerow(["record", "label", *(f"p_af_{mode}" for mode in MODES)])
+                for row in zip(ids, labels, *(probabilities[m] for m in MODES)):
+                    writer.writerow([row[0], int(row[1]), *(f"{p:.6f}" for p in row[2:])])
+            else:
+                classes = task_labels(model.config.task)
+                writer.writerow(["record", "label", *(f"p_{c}_{mode}" for mode in MODES for c in classes)])
+                for index, record in enumerate(ids):
+                    writer.writerow([record, int(labels[index]),
+                                     *(f"{p:.6f}" for mode in MODES for p in probabilities[mode][index])])
     return result
+
+
+def _evaluate_mode(model: MSCNN, mode: str, labels: np.ndarray, probabilities: np.ndarray, n_resamples: int) -> dict:
+    if model.config.task == "binary":
+        return evaluate_predictions(labels, probabilities, model.config.thresholds[mode], n_resamples)
+    offsets = model.config.class_offsets.get(mode, [0.0] * probabilities.shape[1])
+    return evaluate_four_class(labels, log_probabilities(probabilities), offsets, n_resamples)
 
 
 def format_encoder_result(result: dict) -> str:
     blocks = [f"{result['system']} on the {result['split']} split (thresholds chosen on validation)"]
-    blocks += [format_evaluation(MODE_TITLES[mode], result["modes"][mode]) for mode in MODES]
+    show = format_evaluation if result.get("task", "binary") == "binary" else format_four_class
+    blocks += [show(MODE_TITLES[mode], result["modes"][mode]) for mode in MODES]
     return "\n\n".join(blocks)

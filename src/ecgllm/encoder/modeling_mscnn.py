@@ -38,7 +38,7 @@ class Stream(nn.Sequential):
 
 
 class ClassifierHead(nn.Sequential):
-    """feature -> FC -> BN -> ReLU -> Dropout ... -> one logit of AF."""
+    """feature -> FC -> BN -> ReLU -> Dropout ... -> logits (one of AF, or one per class)."""
 
     def __init__(self, config: MSCNNConfig):
         layers: list[nn.Module] = []
@@ -47,7 +47,7 @@ class ClassifierHead(nn.Sequential):
             layers += [nn.Linear(in_features, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True),
                        nn.Dropout(config.dropout)]
             in_features = width
-        layers.append(nn.Linear(in_features, 1))
+        layers.append(nn.Linear(in_features, config.num_outputs))
         super().__init__(*layers)
 
 
@@ -57,8 +57,6 @@ class MSCNN(PretrainedMixin, nn.Module):
 
     def __init__(self, config: MSCNNConfig):
         super().__init__()
-        if config.task != "binary":
-            raise ValueError(f"the MS-CNN classifies N vs A (task 'binary'), not {config.task!r}")
         self.config = config
         self.stream1 = Stream(config, config.k_size_stream1)
         self.stream2 = Stream(config, config.k_size_stream2)
@@ -74,5 +72,6 @@ class MSCNN(PretrainedMixin, nn.Module):
         return self.feature_map(x).mean(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, 1, L] -> logits of AF [B]."""
-        return self.head(self.features(x)).squeeze(-1)
+        """x [B, 1, L] -> logits of AF [B] (binary task), or of each class [B, C]."""
+        logits = self.head(self.features(x))
+        return logits.squeeze(-1) if self.config.task == "binary" else logits

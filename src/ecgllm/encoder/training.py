@@ -1,5 +1,6 @@
-"""Training the MS-CNN: AF oversampling, augmentation, best epoch by validation PR AUC, thresholds from validation.
-On a CUDA GPU the forward and backward passes run in bf16 autocast (the weights and optimiser stay float32)."""
+"""Training the MS-CNN: class oversampling, augmentation, best epoch by validation PR AUC of AF (four-class task: by
+the validation challenge score), decision thresholds (class offsets) from validation. On a CUDA GPU the forward and
+backward passes run in bf16 autocast (the weights and optimiser stay float32)."""
 
 import csv
 import dataclasses
@@ -14,11 +15,13 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
+from ecgllm.data.labels import task_labels
 from ecgllm.data.preprocess import MODES, AugmentConfig, augment_crop, zscore
 from ecgllm.data.split import Split, subset_ids
 from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, MSCNNConfig
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.predict import predict_records
+from ecgllm.evaluation.four_class import af_score, challenge_score, choose_offsets, log_probabilities
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold
 from ecgllm.modeling_utils import config_to_dict
 from ecgllm.utils import resolve_device, seed_everything
@@ -32,9 +35,11 @@ HISTORY_NAME = "history.csv"
 class RandomCropDataset(Dataset):
     """Training examples: a fresh random (augmented) crop of the whole z-scored record at every draw."""
 
-    def __init__(self, signals: list[np.ndarray], labels: list[int], window: int, augment: AugmentConfig, seed: int):
+    def __init__(self, signals: list[np.ndarray], labels: list[int], window: int, augment: AugmentConfig, seed: int,
+                 label_dtype: torch.dtype = torch.float32):
         self.signals = [zscore(s) for s in signals]
         self.labels = labels
+        self.label_dtype = label_dtype  # float for the binary logit's loss, class indices for cross-entropy
         self.window = window
         self.augment = augment
         self.rng = np.random.default_rng(seed)
@@ -44,16 +49,17 @@ class RandomCropDataset(Dataset):
 
     def __getitem__(self, index: int):
         crop = augment_crop(self.signals[index], self.window, self.augment, self.rng)
-        return torch.from_numpy(crop).unsqueeze(0), torch.tensor(float(self.labels[index]))
+        return torch.from_numpy(crop).unsqueeze(0), torch.tensor(self.labels[index], dtype=self.label_dtype)
 
 
 def _loader(dataset: CinCDataset, ids: list[str], model_config: MSCNNConfig, config: EncoderTrainingConfig):
     labels = [dataset.labels[i] for i in ids]
+    label_dtype = torch.float32 if model_config.task == "binary" else torch.long
     data = RandomCropDataset([dataset.records[i].signal for i in ids], labels, model_config.preprocess.window,
-                             config.augment, config.seed)
+                             config.augment, config.seed, label_dtype)
     generator = torch.Generator().manual_seed(config.seed)
     if config.balance == "oversample":
-        counts = np.bincount(labels, minlength=2)
+        counts = np.bincount(labels, minlength=len(task_labels(model_config.task)))
         weights = [1.0 / counts[y] for y in labels]
         sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
         return DataLoader(data, batch_size=config.batch_size, sampler=sampler, drop_last=True)
@@ -83,18 +89,15 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                                     total_steps=config.epochs * len(loader), pct_start=0.1)
-    train_labels = np.array([dataset.labels[i] for i in train_ids])
-    pos_weight = None
-    if config.balance == "weight":
-        pos_weight = torch.tensor((train_labels == 0).sum() / max(1, (train_labels == 1).sum()), device=device)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    loss_fn = _loss(np.array([dataset.labels[i] for i in train_ids]), model_config.task, config.balance, device)
 
     logger.info("training MS-CNN %s (%d parameters) on %d records, validating on %d, on %s", model_config.preset,
                 sum(p.numel() for p in model.parameters()), len(train_ids), len(val_ids), device)
     best_score, best_epoch, best_state = -1.0, 0, None
     with (out_dir / HISTORY_NAME).open("w", newline="") as history_file:
         history = csv.writer(history_file)
-        history.writerow(["epoch", "train_loss", "val_roc_auc", "val_pr_auc", "val_best_f1", "lr", "seconds",
+        history.writerow(["epoch", "train_loss", "val_roc_auc", "val_pr_auc",
+                          "val_best_f1" if model_config.task == "binary" else "val_challenge_score", "lr", "seconds",
                           "samples_per_s"])
         for epoch in range(1, config.epochs + 1):
             model.train()
@@ -112,27 +115,56 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             seconds = time.perf_counter() - started
-            probabilities = predict_records(model, val_signals, "center", config.eval_batch_size)
-            threshold = choose_threshold(val_labels, probabilities)
-            val = binary_metrics(val_labels, probabilities, threshold)
-            history.writerow([epoch, f"{np.mean(losses):.5f}", f"{val['roc_auc']:.5f}", f"{val['pr_auc']:.5f}",
-                              f"{val['f1']:.5f}", f"{scheduler.get_last_lr()[0]:.3g}", f"{seconds:.1f}",
+            val, score = _validate(predict_records(model, val_signals, "center", config.eval_batch_size), val_labels)
+            history.writerow([epoch, f"{np.mean(losses):.5f}", *(f"{v:.5f}" for v in val.values()),
+                              f"{scheduler.get_last_lr()[0]:.3g}", f"{seconds:.1f}",
                               f"{len(losses) * config.batch_size / seconds:.1f}"])
             history_file.flush()
-            logger.info("epoch %d: loss %.4f, val ROC AUC %.4f, PR AUC %.4f, best F1 %.4f (%.0f s)", epoch,
-                        np.mean(losses), val["roc_auc"], val["pr_auc"], val["f1"], seconds)
-            if val["pr_auc"] > best_score:
-                best_score, best_epoch = val["pr_auc"], epoch
+            logger.info("epoch %d: loss %.4f, validation %s (%.0f s)", epoch, np.mean(losses),
+                        ", ".join(f"{k} {v:.4f}" for k, v in val.items()), seconds)
+            if score > best_score:
+                best_score, best_epoch = score, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             elif epoch - best_epoch >= config.patience:
-                logger.info("stopping early: no better validation PR AUC since epoch %d", best_epoch)
+                logger.info("stopping early: no better validation score since epoch %d", best_epoch)
                 break
 
     model.load_state_dict(best_state)
-    thresholds = {mode: choose_threshold(val_labels, predict_records(model, val_signals, mode, config.eval_batch_size))
-                  for mode in MODES}
-    model.config = dataclasses.replace(model.config, thresholds=thresholds)
+    probabilities = {mode: predict_records(model, val_signals, mode, config.eval_batch_size) for mode in MODES}
+    if model_config.task == "binary":
+        rule = {"thresholds": {mode: choose_threshold(val_labels, p) for mode, p in probabilities.items()}}
+    else:
+        rule = {"class_offsets": {mode: choose_offsets(val_labels, log_probabilities(p))
+                                  for mode, p in probabilities.items()}}
+    model.config = dataclasses.replace(model.config, **rule)
     model.save_pretrained(out_dir)
-    logger.info("best epoch %d (val PR AUC %.4f); thresholds from validation %s; saved to %s", best_epoch, best_score,
-                thresholds, out_dir)
+    logger.info("best epoch %d (validation score %.4f); decision rule from validation %s; saved to %s", best_epoch,
+                best_score, rule, out_dir)
     return model.eval()
+
+
+def _loss(train_labels: np.ndarray, task: str, balance: str, device: torch.device) -> torch.nn.Module:
+    """Binary cross-entropy on the AF logit, or cross-entropy over the classes; with balance "weight", each class
+    weighted by its rarity."""
+    if task == "binary":
+        pos_weight = None
+        if balance == "weight":
+            pos_weight = torch.tensor((train_labels == 0).sum() / max(1, (train_labels == 1).sum()), device=device)
+        return torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    weight = None
+    if balance == "weight":
+        counts = np.maximum(np.bincount(train_labels, minlength=len(task_labels(task))), 1)
+        weight = torch.tensor(len(train_labels) / (len(counts) * counts), dtype=torch.float32, device=device)
+    return torch.nn.CrossEntropyLoss(weight=weight)
+
+
+def _validate(probabilities: np.ndarray, labels: np.ndarray) -> tuple[dict[str, float], float]:
+    """An epoch's validation figures (for the history) and the score that picks the best epoch: PR AUC of AF at the
+    binary task, the challenge score (at the plain argmax) at the four-class task."""
+    if probabilities.ndim == 1:
+        val = binary_metrics(labels, probabilities, choose_threshold(labels, probabilities))
+        return {"roc_auc": val["roc_auc"], "pr_auc": val["pr_auc"], "best_f1": val["f1"]}, val["pr_auc"]
+    log_p = log_probabilities(probabilities)
+    af = binary_metrics(labels == 1, af_score(log_p), 0.0)
+    score = challenge_score(labels, log_p.argmax(1))
+    return {"roc_auc": af["roc_auc"], "pr_auc": af["pr_auc"], "challenge_score": score}, score

@@ -14,9 +14,9 @@ def choose_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(thresholds[best])
 
 
-def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
-    labels = np.asarray(labels).astype(int)
-    predicted = (np.asarray(probabilities) >= threshold).astype(int)
+def decision_metrics(labels: np.ndarray, predicted: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Metrics of AF decisions (`predicted` 0/1), with the ranking metrics from `scores` (higher: more AF)."""
+    labels, predicted = np.asarray(labels).astype(int), np.asarray(predicted).astype(int)
     tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     both_classes = 0 < labels.sum() < len(labels)
     return {
@@ -25,24 +25,34 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: flo
         "sensitivity": tp / (tp + fn) if tp + fn else 0.0,
         "specificity": tn / (tn + fp) if tn + fp else 0.0,
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
-        "roc_auc": roc_auc_score(labels, probabilities) if both_classes else float("nan"),
-        "pr_auc": average_precision_score(labels, probabilities) if both_classes else float("nan"),
+        "roc_auc": roc_auc_score(labels, scores) if both_classes else float("nan"),
+        "pr_auc": average_precision_score(labels, scores) if both_classes else float("nan"),
     }
+
+
+def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
+    return decision_metrics(labels, np.asarray(probabilities) >= threshold, probabilities)
+
+
+def bootstrap(metrics, arrays: tuple, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+              ) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of every value of `metrics(*arrays)` (a dict), over records resampled with replacement:
+    the arrays are indexed together."""
+    arrays = tuple(np.asarray(a) for a in arrays)
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_resamples):
+        index = rng.integers(0, len(arrays[0]), len(arrays[0]))
+        for name, value in metrics(*(a[index] for a in arrays)).items():
+            samples.setdefault(name, []).append(value)
+    alpha = (1 - level) / 2
+    return {name: (float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha)))
+            for name, values in samples.items()}
 
 
 def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold: float, n_resamples: int = 1000,
                         seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Percentile intervals over records resampled with replacement."""
-    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
-    rng = np.random.default_rng(seed)
-    samples = {name: [] for name in METRIC_NAMES}
-    for _ in range(n_resamples):
-        index = rng.integers(0, len(labels), len(labels))
-        for name, value in binary_metrics(labels[index], probabilities[index], threshold).items():
-            samples[name].append(value)
-    alpha = (1 - level) / 2
-    return {name: (float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha)))
-            for name, values in samples.items()}
+    return bootstrap(lambda y, p: binary_metrics(y, p, threshold), (labels, probabilities), n_resamples, seed, level)
 
 
 def evaluate_predictions(labels, probabilities, threshold: float, n_resamples: int = 1000, seed: int = 0) -> dict:

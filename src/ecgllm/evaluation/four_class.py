@@ -1,0 +1,121 @@
+"""Four-class (CinC 2017: N, A, O, ~) metrics and decision rule.
+
+A four-class system gives each record a score per class (log-probabilities, or any log-scale scores). It decides the
+class whose score plus that class's offset is highest; the offsets are chosen on validation to maximise the
+challenge score, the mean F1 of N, A and O (the challenge left the noise class out of its score). AF against the rest
+is read off the same decisions (AF decided or not) and ranked by the AF score minus the best other class's.
+"""
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
+
+from ecgllm.data.labels import TASKS
+from ecgllm.evaluation.metrics import bootstrap, decision_metrics
+
+CLASSES = TASKS["four"]
+AF = CLASSES.index("A")
+SCORED_CLASSES = (0, 1, 2)  # N, A, O: the classes of the challenge score
+OFFSET_GRID = np.round(np.arange(-4.0, 4.0001, 0.25), 2)
+
+
+def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """Class probabilities -> scores for `decide` (finite where a probability rounds to 0)."""
+    return np.log(np.maximum(probabilities, 1e-12))
+
+
+def decide(scores: np.ndarray, offsets) -> np.ndarray:
+    """scores [n, 4], offsets [4] -> decided class [n]."""
+    return np.argmax(np.asarray(scores) + np.asarray(offsets, dtype=float), axis=1)
+
+
+def af_score(scores: np.ndarray) -> np.ndarray:
+    """[n, 4] -> [n]: how far the AF score is above the best other class (the AF-vs-rest ranking)."""
+    scores = np.asarray(scores, dtype=float)
+    others = np.delete(scores, AF, axis=1)
+    return scores[:, AF] - others.max(axis=1)
+
+
+def class_f1(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    return f1_score(labels, predicted, labels=list(range(len(CLASSES))), average=None, zero_division=0.0)
+
+
+def challenge_score(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """The CinC 2017 score: the mean F1 of N, A and O."""
+    return float(np.mean(class_f1(labels, predicted)[list(SCORED_CLASSES)]))
+
+
+def choose_offsets(labels: np.ndarray, scores: np.ndarray, rounds: int = 3) -> list[float]:
+    """Per-class offsets (N's fixed at 0: only differences matter) that maximise the challenge score, by coordinate
+    ascent over OFFSET_GRID from all zeros; among equal scores the smallest offset wins. Call on validation only."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    offsets = np.zeros(len(CLASSES))
+    best = challenge_score(labels, decide(scores, offsets))
+    for _ in range(rounds):
+        improved = False
+        for c in range(1, len(CLASSES)):
+            for value in sorted(OFFSET_GRID, key=abs):
+                trial = offsets.copy()
+                trial[c] = value
+                score = challenge_score(labels, decide(scores, trial))
+                if score > best + 1e-12:
+                    best, offsets, improved = score, trial, True
+        if not improved:
+            break
+    return [float(v) for v in offsets]
+
+
+def four_class_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    f1 = class_f1(labels, predicted)
+    return {"challenge_score": float(np.mean(f1[list(SCORED_CLASSES)])),
+            "accuracy": float(np.mean(labels == predicted)),
+            **{f"f1_{label}": float(v) for label, v in zip(CLASSES, f1)}}
+
+
+def _af_metrics(labels: np.ndarray, predicted: np.ndarray, ranking: np.ndarray) -> dict[str, float]:
+    return {k: float(v) for k, v in decision_metrics(labels == AF, predicted == AF, ranking).items()}
+
+
+def evaluate_four_class(labels, scores, offsets, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Everything the four-class task reports for one system on one set of records, ready for JSON: per-class F1 and
+    the challenge score, AF against all other classes, the N-vs-A metrics on the N and A records alone (a record of
+    them decided O or ~ counts as "not AF"), the share of O and ~ records called AF, and the confusion matrix; each
+    metric with a 95% bootstrap interval."""
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+    predicted, ranking = decide(scores, offsets), af_score(scores)
+    n_a = np.isin(labels, (0, 1))
+    matrix = confusion_matrix(labels, predicted, labels=list(range(len(CLASSES))))
+    return {
+        "n_records": int(len(labels)),
+        "class_counts": {label: int((labels == c).sum()) for c, label in enumerate(CLASSES)},
+        "offsets": [float(v) for v in offsets],
+        "four_class": {"metrics": four_class_metrics(labels, predicted),
+                       "intervals_95": bootstrap(four_class_metrics, (labels, predicted), n_resamples, seed)},
+        "af_vs_rest": {"metrics": _af_metrics(labels, predicted, ranking),
+                       "intervals_95": bootstrap(_af_metrics, (labels, predicted, ranking), n_resamples, seed)},
+        "n_vs_a": {"n_records": int(n_a.sum()), "metrics": _af_metrics(labels[n_a], predicted[n_a], ranking[n_a]),
+                   "intervals_95": bootstrap(_af_metrics, (labels[n_a], predicted[n_a], ranking[n_a]), n_resamples,
+                                             seed)},
+        "called_af": {label: float(np.mean(predicted[labels == c] == AF)) if (labels == c).any() else float("nan")
+                      for c, label in enumerate(CLASSES)},
+        "confusion_matrix": {"rows_true_columns_predicted": list(CLASSES), "counts": matrix.tolist()},
+    }
+
+
+def format_four_class(title: str, result: dict) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in result["class_counts"].items())
+    lines = [f"{title}: {result['n_records']} records ({counts}), class offsets "
+             + ", ".join(f"{label} {v:+.2f}" for label, v in zip(CLASSES, result["offsets"]))]
+    for block, names in (("four_class", ("challenge_score", "f1_N", "f1_A", "f1_O", "f1_~", "accuracy")),
+                         ("af_vs_rest", ("f1", "sensitivity", "specificity", "precision", "roc_auc", "pr_auc")),
+                         ("n_vs_a", ("f1", "sensitivity", "specificity", "roc_auc"))):
+        heading = {"four_class": "four classes", "af_vs_rest": "AF vs all other classes",
+                   "n_vs_a": f"N vs A on the {result.get('n_vs_a', {}).get('n_records', '')} N and A records"}[block]
+        lines.append(f"  {heading}:")
+        for name in names:
+            low, high = result[block]["intervals_95"][name]
+            lines.append(f"    {name:<16} {result[block]['metrics'][name]:.4f}  (95% CI {low:.4f}-{high:.4f})")
+    lines.append("  called AF: " + ", ".join(f"{k} {v:.1%}" for k, v in result["called_af"].items()))
+    lines.append("  confusion (rows true, columns predicted " + " ".join(CLASSES) + "): "
+                 + " | ".join(f"{label}: " + " ".join(str(v) for v in row)
+                              for label, row in zip(CLASSES, result["confusion_matrix"]["counts"])))
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from ecgllm.evaluation.four_class import (
+    af_score,
+    challenge_score,
+    choose_offsets,
+    decide,
+    evaluate_four_class,
+    format_four_class,
+)
+
+
+def test_challenge_score_by_hand():
+    labels = np.array([0, 0, 1, 1, 2, 2, 3])
+    predicted = np.array([0, 1, 1, 1, 2, 0, 3])
+    # N: tp 1, fp 1, fn 1 -> 0.5; A: tp 2, fp 1 -> 0.8; O: tp 1, fn 1 -> 2/3; noise is not scored
+    assert challenge_score(labels, predicted) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+def test_decide_adds_offsets_and_af_score_is_the_margin_over_the_best_other_class():
+    scores = np.log(np.array([[0.5, 0.3, 0.1, 0.1], [0.2, 0.5, 0.25, 0.05]]))
+    assert decide(scores, [0, 0, 0, 0]).tolist() == [0, 1]
+    assert decide(scores, [0, 1.0, 0, 0]).tolist() == [1, 1]
+    assert af_score(scores) == pytest.approx([np.log(0.3 / 0.5), np.log(0.5 / 0.25)])
+
+
+def test_offsets_chosen_on_validation_undo_a_bias_and_never_score_worse():
+    rng = np.random.default_rng(0)
+    labels = rng.choice(4, 2000, p=[0.6, 0.1, 0.25, 0.05])
+    scores = rng.normal(0, 1, (2000, 4))
+    scores[np.arange(2000), labels] += 2.0
+    scores[:, 1] -= 1.5  # a system that rarely says AF
+    offsets = choose_offsets(labels, scores)
+    assert offsets[0] == 0.0
+    assert offsets[1] > 0.5
+    assert challenge_score(labels, decide(scores, offsets)) > challenge_score(labels, decide(scores, np.zeros(4))) + 0.05
+
+
+def test_evaluation_reports_n_vs_a_on_the_n_and_a_records_and_af_calls_per_class():
+    labels = np.array([0, 0, 1, 1, 2, 3, 3])
+    predicted = np.array([0, 2, 1, 3, 1, 1, 3])
+    scores = np.full((7, 4), -5.0)
+    scores[np.arange(7), predicted] = 0.0
+    result = evaluate_four_class(labels, scores, [0.0] * 4, n_resamples=50)
+    assert result["n_vs_a"]["n_records"] == 4
+    # N vs A: one AF found of two, the N record decided O counts as "not AF"
+    assert result["n_vs_a"]["metrics"]["sensitivity"] == 0.5
+    assert result["n_vs_a"]["metrics"]["specificity"] == 1.0
+    assert result["called_af"] == {"N": 0.0, "A": 0.5, "O": 1.0, "~": 0.5}
+    assert result["confusion_matrix"]["counts"][0] == [1, 0, 1, 0]
+    low, high = result["four_class"]["intervals_95"]["challenge_score"]
+    assert low <= result["four_class"]["metrics"]["challenge_score"] <= high
+    assert "challenge_score" in format_four_class("test", result)
