@@ -28,7 +28,7 @@ from ecgllm.inference.diagnose import Diagnoser
 from ecgllm.llm.calibration import decision_log_odds
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows
-from ecgllm.llm.scoring import PrefixCache, score_and_answer, score_batched, score_log_odds
+from ecgllm.llm.scoring import PrefixCache, decision_scores, score_and_answer, score_batched
 from ecgllm.rhythm import measure_rhythm
 from ecgllm.runs.layout import RunLayout, load_model, resolve_model_dir
 
@@ -93,7 +93,7 @@ def main() -> None:
         prefix = PrefixCache(model, formatter, prompts[0][0])
         threshold = decision_log_odds(model.calibration)
         record_prompts = [p[0] for p in prompts]
-        floor = {"one_scoring_pass": [timed(score_log_odds, model, formatter, [p], a, prefix)[0]
+        floor = {"one_scoring_pass": [timed(decision_scores, model, formatter, [p], a, prefix)[0]
                                       for p, a in zip(record_prompts[1:], averaged[1:])],
                  "scoring_pass_and_answer": [timed(score_and_answer, model, formatter, [p], a, threshold, 48,
                                                    None, prefix, [e])[0]
@@ -108,7 +108,8 @@ def main() -> None:
         results["diagnose_over_scoring_and_answer"] = round(results["diagnose_per_record"]["mean_s"]
                                                             / results["scoring_pass_and_answer"]["mean_s"], 3)
         for name, cache in (("scoring_with_prefix_cache", prefix), ("scoring_without_prefix_cache", None)):
-            seconds = [timed(score_log_odds, model, formatter, p, t, cache)[0] for p, t in zip(prompts[1:], tokens[1:])]
+            seconds = [timed(decision_scores, model, formatter, p, t, cache)[0]
+                       for p, t in zip(prompts[1:], tokens[1:])]
             results[name] = summary(seconds)
             print(f"{name} (one record's {len(tokens[1])} windows): {results[name]}", flush=True)
         results["prefix_cache_speedup"] = round(results["scoring_without_prefix_cache"]["mean_s"]

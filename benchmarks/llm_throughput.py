@@ -26,7 +26,7 @@ from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import TrainingCollator, build_examples
 from ecgllm.llm.ecg_tokens import encode_records, encode_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
-from ecgllm.llm.scoring import generate_answers, score_log_odds
+from ecgllm.llm.scoring import decision_scores, generate_answers
 from ecgllm.rhythm import measure_rhythm
 
 
@@ -71,7 +71,7 @@ def measure(task: str, args) -> dict:
         for batch in batches:
             prompts, feats = [e.prompt_ids for e in batch], torch.stack([e.features for e in batch])
             if task == "score":
-                score_log_odds(model, formatter, prompts, feats)
+                decision_scores(model, formatter, prompts, feats)
             else:
                 generate_answers(model, formatter, prompts, feats, max_new_tokens=50)
         result = {"seconds_per_record": round((time.perf_counter() - started) / len(examples), 4)}

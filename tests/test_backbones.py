@@ -37,7 +37,7 @@ def test_smollm2_checkpoint_holds_no_base_weights(smoke_encoder, tmp_path):
     from ecgllm.llm.chat import ChatFormatter
     from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
     from ecgllm.llm.modeling_ecgllm import ECGLLM
-    from ecgllm.llm.scoring import score_log_odds
+    from ecgllm.llm.scoring import decision_scores
     from ecgllm.rhythm import RhythmEvidence
 
     torch.manual_seed(0)
@@ -51,5 +51,5 @@ def test_smollm2_checkpoint_holds_no_base_weights(smoke_encoder, tmp_path):
     features = model.projector_input(model.encode_ecg(torch.randn(1, 1, 2400)), [evidence])
     formatter = ChatFormatter(model.tokenizer, model.config)
     prompt = [formatter.prompt_ids(evidence)]
-    assert score_log_odds(loaded, ChatFormatter(loaded.tokenizer, loaded.config), prompt, features) == \
-        pytest.approx(score_log_odds(model, formatter, prompt, features), rel=1e-5, abs=1e-5)
+    assert decision_scores(loaded, ChatFormatter(loaded.tokenizer, loaded.config), prompt, features) == \
+        pytest.approx(decision_scores(model, formatter, prompt, features), rel=1e-5, abs=1e-5)

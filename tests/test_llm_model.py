@@ -11,7 +11,7 @@ from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import IGNORE_INDEX, Example, TrainingCollator
 from ecgllm.llm.modeling_ecgllm import ECGLLM, with_rhythm
-from ecgllm.llm.scoring import PrefixCache, generate_answers, score_log_odds
+from ecgllm.llm.scoring import PrefixCache, decision_scores, generate_answers
 from ecgllm.llm.training import feature_noise_std
 from ecgllm.rhythm import RHYTHM_FEATURES, RhythmEvidence
 
@@ -142,7 +142,7 @@ def test_confident_model_keeps_distinct_scores_and_a_finite_threshold(model, exa
     features = confident.projector_input(torch.randn(8, confident.config.ecg_tokens, confident.config.feature_dim),
                                          evidence)
     prompts = [formatter.prompt_ids(e) for e in evidence]
-    scores = score_log_odds(confident, formatter, prompts, features)
+    scores = decision_scores(confident, formatter, prompts, features)
     assert np.abs(scores).min() > 17  # beyond float32 sigmoid's reach: P(AF) would round to 0.0 or 1.0
     assert len(set(scores.round(3))) == len(scores)  # still distinct
     assert set(torch.sigmoid(torch.tensor(scores, dtype=torch.float32)).tolist()) <= {0.0, 1.0}
@@ -168,14 +168,14 @@ def test_scoring_equals_sentence_log_likelihoods(model, examples):
         log_probs = torch.log_softmax(logits[len(e.prompt_ids) - 1:-1], -1)
         log_likelihood.append(log_probs.gather(-1, torch.tensor(sentence)[:, None]).sum().item())
     expected = log_likelihood[1] - log_likelihood[0]
-    assert score_log_odds(model, formatter, [e.prompt_ids], e.features[None])[0] == pytest.approx(expected, abs=1e-3)
+    assert decision_scores(model, formatter, [e.prompt_ids], e.features[None])[0] == pytest.approx(expected, abs=1e-3)
 
 
 def test_scoring_is_padding_invariant(model, examples):
     formatter = ChatFormatter(model.tokenizer, model.config)
     features = torch.stack([e.features for e in examples])
-    together = score_log_odds(model, formatter, [e.prompt_ids for e in examples], features)
-    alone = np.concatenate([score_log_odds(model, formatter, [e.prompt_ids], e.features[None]) for e in examples])
+    together = decision_scores(model, formatter, [e.prompt_ids for e in examples], features)
+    alone = np.concatenate([decision_scores(model, formatter, [e.prompt_ids], e.features[None]) for e in examples])
     assert together.shape == (3,) and together.dtype == np.float64 and np.isfinite(together).all()
     np.testing.assert_allclose(together, alone, rtol=1e-3, atol=1e-4)
     answers = generate_answers(model, formatter, [e.prompt_ids for e in examples], features, max_new_tokens=5)
@@ -188,13 +188,13 @@ def test_prefix_cache_gives_the_same_scores(model, examples):
     features = torch.stack([e.features for e in examples])
     prefix = PrefixCache(model, formatter, prompts[0])
     assert 0 < len(prefix) < len(prompts[0]) and prefix.matches(prompts)
-    expected = score_log_odds(model, formatter, prompts, features)
+    expected = decision_scores(model, formatter, prompts, features)
     for _ in range(2):  # the cached prefix is not consumed by a batch
-        np.testing.assert_allclose(score_log_odds(model, formatter, prompts, features, prefix), expected, rtol=1e-3,
+        np.testing.assert_allclose(decision_scores(model, formatter, prompts, features, prefix), expected, rtol=1e-3,
                                    atol=1e-4)
     other = [[prompts[0][0] + 1] + p for p in prompts]  # another prefix: scored without the cache
     assert not prefix.matches(other)
-    assert score_log_odds(model, formatter, other, features, prefix).shape == (3,)
+    assert decision_scores(model, formatter, other, features, prefix).shape == (3,)
 
 
 def test_save_load_round_trip_without_base_lm(model, examples, tmp_path):
@@ -208,9 +208,9 @@ def test_save_load_round_trip_without_base_lm(model, examples, tmp_path):
     loaded = ECGLLM.from_pretrained(tmp_path)
     formatter = ChatFormatter(model.tokenizer, model.config)
     features = torch.stack([e.features for e in examples])
-    np.testing.assert_allclose(score_log_odds(loaded, ChatFormatter(loaded.tokenizer, loaded.config),
+    np.testing.assert_allclose(decision_scores(loaded, ChatFormatter(loaded.tokenizer, loaded.config),
                                         [e.prompt_ids for e in examples], features),
-                               score_log_odds(model, formatter, [e.prompt_ids for e in examples], features), rtol=1e-5,
+                               decision_scores(model, formatter, [e.prompt_ids for e in examples], features), rtol=1e-5,
                                atol=1e-5)
 
 
@@ -319,11 +319,11 @@ def test_rhythm_input_appends_the_measured_figures(model, tmp_path):
     slots = torch.tensor(prompt) == model.placeholder_id
     assert not torch.allclose(embedded[0, slots], embedded[1, slots], atol=1e-3)
     assert torch.equal(embedded[0, ~slots], embedded[1, ~slots])
-    scores = score_log_odds(model, formatter, [prompt, prompt], same_ecg)
+    scores = decision_scores(model, formatter, [prompt, prompt], same_ecg)
     model.save_pretrained(tmp_path)
     loaded = ECGLLM.from_pretrained(tmp_path)
     assert loaded.config.rhythm_input
-    np.testing.assert_allclose(score_log_odds(loaded, ChatFormatter(loaded.tokenizer, loaded.config), [prompt, prompt],
+    np.testing.assert_allclose(decision_scores(loaded, ChatFormatter(loaded.tokenizer, loaded.config), [prompt, prompt],
                                         same_ecg), scores, rtol=1e-5, atol=1e-5)
 
 
@@ -376,7 +376,7 @@ def test_calibration_lives_beside_the_weights(model, tmp_path):
 
 def test_answer_continues_from_the_scoring_cache(model):
     """score_and_answer (one pass over each prompt, the answer continued from the cache after the chosen decision
-    sentence) gives the log-odds of score_log_odds and the answer that generating from scratch after that sentence
+    sentence) gives the log-odds of decision_scores and the answer that generating from scratch after that sentence
     gives."""
     from ecgllm.llm.scoring import score_and_answer
 
@@ -388,7 +388,7 @@ def test_answer_continues_from_the_scoring_cache(model):
     features = model.projector_input(torch.randn(3, model.config.ecg_tokens, model.config.feature_dim), evidence)
     prefix = PrefixCache(model, formatter, prompts[0])
     log_odds, decisions, continuations = score_and_answer(model, formatter, prompts, features, 0.0, 12, prefix=prefix)
-    assert log_odds == pytest.approx(score_log_odds(model, formatter, prompts, features), abs=1e-4)
+    assert log_odds == pytest.approx(decision_scores(model, formatter, prompts, features), abs=1e-4)
     assert decisions == [int(v >= 0.0) for v in log_odds]
     forced = score_and_answer(model, formatter, prompts, features, 0.0, 12, [1, 0, 1], prefix)[1]
     assert forced == [1, 0, 1]
@@ -471,3 +471,35 @@ def test_saving_from_a_gathered_state_writes_the_same_weights(model, tmp_path):
         own, gathered = load_file(str(tmp_path / "own" / name)), load_file(str(tmp_path / "gathered" / name))
         assert own.keys() == gathered.keys() and len(own) > 0
         assert all(torch.equal(own[k], gathered[k]) for k in own)
+
+
+def test_four_class_scores_are_a_softmax_over_the_four_sentences_and_answers_follow_the_decided_one(smoke_encoder):
+    import dataclasses
+
+    from ecgllm.llm.scoring import score_and_answer
+
+    torch.manual_seed(0)
+    model = ECGLLM.build(dataclasses.replace(LLM_PRESETS["smoke"][0], task="four"), smoke_encoder).eval()
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    assert len(formatter.decision_ids()) == 4
+    prompts = [formatter.prompt_ids(e) for e in EVIDENCE]
+    features = model.projector_input(model.encode_ecg(torch.randn(3, 1, 2400)), EVIDENCE)
+    scores = decision_scores(model, formatter, prompts, features)
+    assert scores.shape == (3, 4)
+    e = 1
+    log_likelihood = []
+    for sentence in formatter.decision_ids():  # reference: a plain forward pass over prompt + sentence
+        ids = torch.tensor([prompts[e] + sentence])
+        with torch.no_grad():
+            logits = model(ids, torch.ones_like(ids), features[e:e + 1]).logits[0]
+        log_probs = torch.log_softmax(logits[len(prompts[e]) - 1:-1], -1)
+        log_likelihood.append(log_probs.gather(-1, torch.tensor(sentence)[:, None]).sum().item())
+    expected = torch.log_softmax(torch.tensor(log_likelihood, dtype=torch.float64), 0).numpy()
+    np.testing.assert_allclose(scores[e], expected, atol=1e-3)
+
+    offsets = [0.0, 0.0, 50.0, 0.0]  # "another rhythm" wins whatever the model says
+    again, decisions, continuations = score_and_answer(model, formatter, prompts, features, offsets, 8)
+    np.testing.assert_allclose(again, scores, atol=1e-4)
+    assert decisions == [2, 2, 2]
+    scratch = generate_answers(model, formatter, [prompts[0] + formatter.decision_ids()[2]], features[:1], 8)[0]
+    assert continuations[0] == scratch

@@ -3,6 +3,9 @@
 import csv
 import json
 
+import numpy as np
+import pytest
+
 from ecgllm.cli import main
 from ecgllm.data.split import Split
 from ecgllm.encoder import MSCNN
@@ -47,24 +50,49 @@ def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):
     assert (tmp_path / "enc" / "eval" / "metrics.json").exists()
 
 
-def test_encoder_trains_and_evaluates_four_classes_from_a_four_class_split(small_cinc_four, tmp_path, capsys):
-    split = tmp_path / "four.json"
-    assert main(["-q", "data", "split", str(small_cinc_four), "--out", str(split), "--task", "four"]) == 0
-    assert main(["-q", "encoder", "train", "--data", str(small_cinc_four), "--split", str(split), "--out",
-                 str(tmp_path / "enc"), "--preset", "smoke", "--epochs", "1"]) == 0
-    config = MSCNN.from_pretrained(tmp_path / "enc").config
+@pytest.fixture(scope="module")
+def four_class_run(small_cinc_four, tmp_path_factory):
+    """A four-class split of real records and a smoke MS-CNN trained and evaluated on it (one epoch)."""
+    folder = tmp_path_factory.mktemp("four_run")
+    assert main(["-q", "data", "split", str(small_cinc_four), "--out", str(folder / "split.json"), "--task",
+                 "four"]) == 0
+    assert main(["-q", "encoder", "train", "--data", str(small_cinc_four), "--split", str(folder / "split.json"),
+                 "--out", str(folder / "encoder"), "--preset", "smoke", "--epochs", "1"]) == 0
+    assert main(["-q", "encoder", "evaluate", "--model", str(folder / "encoder"), "--data", str(small_cinc_four),
+                 "--split", str(folder / "split.json")]) == 0
+    return folder
+
+
+def test_encoder_trains_and_evaluates_four_classes_from_a_four_class_split(four_class_run):
+    config = MSCNN.from_pretrained(four_class_run / "encoder").config
     assert config.task == "four" and config.num_outputs == 4
     assert set(config.class_offsets) == {"center", "whole"} and all(len(v) == 4 for v in config.class_offsets.values())
-    assert main(["-q", "encoder", "evaluate", "--model", str(tmp_path / "enc"), "--data", str(small_cinc_four),
-                 "--split", str(split)]) == 0
-    assert "challenge_score" in capsys.readouterr().out
-    result = json.loads((tmp_path / "enc" / "eval" / "metrics.json").read_text())["modes"]["whole"]
-    test = Split.load(split).test
-    assert result["class_counts"] == {c: sum(Split.load(split).labels[i] == k for i in test)
-                                      for k, c in enumerate("NAO~")}
-    assert min(result["class_counts"].values()) >= 2 and sum(map(sum, result["confusion_matrix"]["counts"])) == len(test)
-    header = (tmp_path / "enc" / "eval" / "predictions.csv").read_text().splitlines()[0]
+    assert "challenge_score" in (four_class_run / "encoder" / "eval" / "metrics.txt").read_text()
+    result = json.loads((four_class_run / "encoder" / "eval" / "metrics.json").read_text())["modes"]["whole"]
+    split = Split.load(four_class_run / "split.json")
+    assert result["class_counts"] == {c: sum(split.labels[i] == k for i in split.test) for k, c in enumerate("NAO~")}
+    assert min(result["class_counts"].values()) >= 2
+    assert sum(map(sum, result["confusion_matrix"]["counts"])) == len(split.test)
+    header = (four_class_run / "encoder" / "eval" / "predictions.csv").read_text().splitlines()[0]
     assert header.startswith("record,label,p_N_center,p_A_center,p_O_center,p_~_center")
+
+
+def test_llm_trains_and_evaluates_four_classes_against_the_four_class_encoder(four_class_run, small_cinc_four, capsys):
+    assert main(["-q", "llm", "train", "--data", str(small_cinc_four), "--split", str(four_class_run / "split.json"),
+                 "--encoder", str(four_class_run / "encoder"), "--out", str(four_class_run / "llm"), "--preset",
+                 "smoke", "--epochs", "1"]) == 0
+    final = four_class_run / "llm" / "final"
+    assert json.loads((final / "config.json").read_text())["task"] == "four"
+    assert json.loads((final.parent / "eval" / "metrics.json").read_text())["task"] == "four"
+    calibration = json.loads((final / "calibration.json").read_text())
+    assert len(calibration["class_offsets"]) == 4 and "challenge score maximised" in calibration["chosen_on"]
+    out = capsys.readouterr().out
+    assert "vs the four-class MS-CNN (whole)" in out and "challenge_score" in out
+    rows = list(csv.DictReader((final.parent / "eval" / "predictions.csv").open()))
+    assert rows and all(row["answer"].startswith("经过分析") for row in rows)
+    assert {int(row["decision"]) for row in rows} <= {0, 1, 2, 3}
+    probabilities = np.exp([[float(row[f"log_p_{c}"]) for c in "NAO~"] for row in rows])
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-6)
 
 
 def test_run_includes_llm_stage(smoke_run):

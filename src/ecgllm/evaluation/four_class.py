@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
 from ecgllm.data.labels import TASKS
+from ecgllm.evaluation.compare import mcnemar
 from ecgllm.evaluation.metrics import bootstrap, decision_metrics
 
 CLASSES = TASKS["four"]
@@ -99,6 +100,21 @@ def evaluate_four_class(labels, scores, offsets, n_resamples: int = 1000, seed: 
                       for c, label in enumerate(CLASSES)},
         "confusion_matrix": {"rows_true_columns_predicted": list(CLASSES), "counts": matrix.tolist()},
     }
+
+
+def compare_four_class(labels, predicted_a, predicted_b, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """System b against system a on the same records: the challenge-score and AF-vs-rest F1 differences (b - a) with
+    paired bootstrap intervals, and McNemar's test on exact class correctness."""
+    labels, predicted_a, predicted_b = (np.asarray(v).astype(int) for v in (labels, predicted_a, predicted_b))
+
+    def differences(y, a, b):
+        return {"challenge_score": challenge_score(y, b) - challenge_score(y, a),
+                "af_f1": (decision_metrics(y == AF, b == AF, b == AF)["f1"]
+                          - decision_metrics(y == AF, a == AF, a == AF)["f1"])}
+
+    return {"difference_b_minus_a": differences(labels, predicted_a, predicted_b),
+            "intervals_95": bootstrap(differences, (labels, predicted_a, predicted_b), n_resamples, seed),
+            "mcnemar": mcnemar(labels, predicted_a, predicted_b)}
 
 
 def format_four_class(title: str, result: dict) -> str:

@@ -5,6 +5,9 @@ the threshold is stored on that scale: a confident model's gaps of tens of nats 
 would all round to 1.0), so a threshold is always finite and nothing divides by zero. P(AF) = sigmoid(log-odds) is
 only shown. Evaluation writes the calibration; diagnosis and the server read it. A model without one has not been
 validated: its decisions are made at log-odds 0 (P(AF) 0.5) and every result says so.
+
+A four-class model decides the class whose log P plus that class's offset is highest (`evaluation.four_class`); its
+calibration holds those offsets (uncalibrated: all 0, the most likely sentence).
 """
 
 import json
@@ -39,6 +42,7 @@ def log_odds_of(probability: float) -> float:
 class Calibration:
     log_odds: float  # the model says AF when log p(AF sentence) - log p(normal sentence) >= this
     chosen_on: str  # where it came from, e.g. "validation split, 579 records (74 AF), F1 maximised"
+    class_offsets: tuple[float, ...] | None = None  # four-class models: added to log P of each class
 
     @property
     def p_af(self) -> float:
@@ -60,10 +64,21 @@ class Calibration:
             raw = json.loads(path.read_text())
             if "threshold" in raw:
                 return cls(log_odds_of(raw["threshold"]), raw["chosen_on"])
-            return cls(float(raw["log_odds"]), raw["chosen_on"])
+            offsets = raw.get("class_offsets")
+            return cls(float(raw["log_odds"]), raw["chosen_on"],
+                       None if offsets is None else tuple(float(v) for v in offsets))
         except (ValueError, TypeError, KeyError) as error:
             raise CheckpointError(f"{path}: not a calibration file ({type(error).__name__}: {error})") from None
 
 
 def decision_log_odds(calibration: Calibration | None) -> float:
     return calibration.log_odds if calibration is not None else UNCALIBRATED_LOG_ODDS
+
+
+def decision_rule(calibration: Calibration | None, classes: int):
+    """What `scoring.decide_scores` decides with: the log-odds threshold (2 classes) or the per-class offsets."""
+    if classes == 2:
+        return decision_log_odds(calibration)
+    if calibration is None or calibration.class_offsets is None:
+        return (0.0,) * classes
+    return calibration.class_offsets

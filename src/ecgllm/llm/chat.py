@@ -4,7 +4,7 @@ The placeholder appears once in the text and is expanded to `ecg_tokens` copies 
 """
 
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig
-from ecgllm.llm.prompts import DECISION, answer_text, user_prompt
+from ecgllm.llm.prompts import answer_text, decision_sentences, user_prompt
 from ecgllm.rhythm import RhythmEvidence
 
 
@@ -48,10 +48,10 @@ class ChatFormatter:
         suffix = full[len(prompt):] if full.startswith(prompt) else answer + self.tokenizer.eos_token
         return self._ids(suffix)
 
-    def decision_ids(self) -> tuple[list[int], list[int]]:
-        """The two decision sentences (normal, AF) as token ids following the prompt: what scoring compares."""
-        normal, af = DECISION[self.config.lang]
-        return self._ids(normal), self._ids(af)
+    def decision_ids(self) -> tuple[list[int], ...]:
+        """The task's decision sentences (normal, AF[, other, noisy]) as token ids following the prompt: what scoring
+        compares."""
+        return tuple(self._ids(s) for s in decision_sentences(self.config.lang, self.config.task))
 
     def continuation_ids(self, label: int, evidence: RhythmEvidence | None) -> list[int]:
         """What the model was trained to say after decision sentence `label` (the evidence sentence and the end of the

@@ -6,6 +6,7 @@ Fields with a help text are also command-line flags (`ecgllm.configuration_utils
 from dataclasses import dataclass
 
 from ecgllm.configuration_utils import check_choice, check_range, setting
+from ecgllm.data.labels import TASKS
 from ecgllm.errors import SettingError
 from ecgllm.llm.backbones import SMOLLM2, TINY_QWEN3
 from ecgllm.llm.prompts import LANGUAGES, PLACEHOLDER
@@ -51,6 +52,7 @@ class ECGLLMConfig:
     verdict_input: bool = setting(False, "the encoder's own AF logit also beside each ECG token at the projector's "
                                          "input")
     placeholder: str = PLACEHOLDER
+    task: str = "binary"  # its decision sentences: N, A ("binary") or N, A, O, ~ ("four"); the trainer's split says
     system_prompt: str | None = setting(None, "system prompt (default: the chat template's own)")
     # Filled in when the model is built: what the projector maps from and to, and which encoder produced the features.
     feature_dim: int = 0
@@ -65,6 +67,7 @@ class ECGLLMConfig:
         check_choice("projector_layers", self.projector_layers, (2, 3))
         check_range("projector_dropout", self.projector_dropout, 0.0, 1.0)
         check_choice("lang", self.lang, LANGUAGES)
+        check_choice("task", self.task, tuple(TASKS))
 
 
 @dataclass

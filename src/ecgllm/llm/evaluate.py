@@ -14,6 +14,16 @@ from ecgllm.configuration_utils import override
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split, subset_ids
 from ecgllm.evaluation.compare import mcnemar, paired_bootstrap
+from ecgllm.evaluation.four_class import CLASSES as FOUR_CLASSES
+from ecgllm.evaluation.four_class import (
+    choose_offsets,
+    compare_four_class,
+    decide,
+    evaluate_four_class,
+    format_four_class,
+    four_class_metrics,
+    log_probabilities,
+)
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold, evaluate_predictions, format_evaluation
 from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision
 from ecgllm.llm.calibration import Calibration, af_probability
@@ -21,37 +31,45 @@ from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLMEvaluationConfig, preset_evaluation
 from ecgllm.llm.data import Example, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ECGLLM
-from ecgllm.llm.prompts import DECISION
-from ecgllm.llm.scoring import generate_answers, score_log_odds
+from ecgllm.llm.prompts import DECISION, decision_sentences
+from ecgllm.llm.scoring import decision_scores, generate_answers, score_and_answer
 from ecgllm.rhythm import IRREGULAR_RR_CV
 from ecgllm.utils import resolve_device
 
 
 def predict(model: ECGLLM, examples: list[Example], batch_size: int, max_new_tokens: int | None = None,
-            threshold: float | None = None, progress: bool = True, desc: str = "ECG-LLM"
-            ) -> tuple[np.ndarray, list[str]]:
-    """The log-odds of AF for every example and, with `max_new_tokens`, its greedily generated answer decided at
-    `threshold` (log-odds). Under `accelerate launch` each process takes its share of the examples, and every process
-    gets all the results back, in order."""
+            rule=None, progress: bool = True, desc: str = "ECG-LLM") -> tuple[np.ndarray, list[str]]:
+    """The scores of every example (`decision_scores`: log-odds of AF, or log P of each of four classes) and, with
+    `max_new_tokens`, its greedily generated answer decided at `rule` (a log-odds threshold: the whole answer decoded
+    freely; per-class offsets: the decided sentence, then the answer decoded after it). Under `accelerate launch`
+    each process takes its share of the examples, and every process gets all the results back, in order."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
     state = PartialState()
     formatter = ChatFormatter(model.tokenizer, model.config)
-    log_odds, answers = [np.zeros(0)], []
+    sentences = decision_sentences(model.config.lang, model.config.task)
+    scores, answers = [], []
     with state.split_between_processes(examples) as mine:  # contiguous shares, in rank order
         for start in tqdm(range(0, len(mine), batch_size), desc=desc, unit="batch",
                           disable=not (progress and state.is_main_process)):
             batch = mine[start:start + batch_size]
             prompts = [e.prompt_ids for e in batch]
             features = torch.stack([e.features for e in batch])
-            log_odds.append(score_log_odds(model, formatter, prompts, features))
-            if max_new_tokens:
-                answers += generate_answers(model, formatter, prompts, features, max_new_tokens, threshold)
-    log_odds = np.concatenate(log_odds)
+            if max_new_tokens and len(sentences) > 2:
+                batch_scores, decided, rest = score_and_answer(model, formatter, prompts, features, rule,
+                                                               max_new_tokens, evidence=[e.evidence for e in batch])
+                answers += [f"{sentences[d]}{text if model.config.lang == 'zh' else ' ' + text}"
+                            for d, text in zip(decided, rest)]
+            else:
+                batch_scores = decision_scores(model, formatter, prompts, features)
+                if max_new_tokens:
+                    answers += generate_answers(model, formatter, prompts, features, max_new_tokens, rule)
+            scores.append(batch_scores)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
     if state.num_processes > 1:
-        log_odds, answers = np.concatenate(gather_object([log_odds])), gather_object(answers)
-    return log_odds, answers
+        scores, answers = np.concatenate(gather_object([scores])), gather_object(answers)
+    return scores, answers
 
 
 def generation_report(examples: list[Example], answers: list[str], scored: np.ndarray, lang: str,
@@ -119,6 +137,8 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
     from accelerate import PartialState
 
     config = config or LLMEvaluationConfig()
+    if model.config.task == "four":
+        return evaluate_llm_four_class(model, val_examples, test_examples, out_dir, config, encoder_eval_dir, progress)
     generate = config.generate
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,10 +150,7 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
     s_test, answers = predict(model, test_examples, config.batch_size, config.max_new_tokens if generate else None,
                               threshold, progress, "test")
     scored = (s_test >= threshold).astype(int)
-    result = {"system": f"ECG-LLM ({model.config.preset}: {model.config.lm}, {model.config.ecg_tokens} ECG tokens, "
-                        f"rhythm prompt {'on' if model.config.rhythm_prompt else 'off'}"
-                        f"{', rhythm input' if model.config.rhythm_input else ''}"
-                        f"{', verdict input' if model.config.verdict_input else ''}, {model.config.lang})",
+    result = {"system": _system_name(model.config),
               "score": "log-odds",  # thresholds below are on log p(AF sentence) - log p(normal sentence)
               "validation": {"n_records": len(val_labels), "n_positive": int(val_labels.sum()), "threshold": threshold,
                              "threshold_p_af": float(af_probability(threshold)),
@@ -164,6 +181,79 @@ def evaluate_llm(model: ECGLLM, val_examples: list[Example], test_examples: list
     return result
 
 
+def _system_name(config) -> str:
+    return (f"ECG-LLM ({config.preset}: {config.lm}, {config.ecg_tokens} ECG tokens, rhythm prompt "
+            f"{'on' if config.rhythm_prompt else 'off'}{', rhythm input' if config.rhythm_input else ''}"
+            f"{', verdict input' if config.verdict_input else ''}, {config.lang}"
+            f"{', four classes' if config.task == 'four' else ''})")
+
+
+def compare_with_four_class_encoder(labels: np.ndarray, ids: list[str], predicted_llm: np.ndarray,
+                                    encoder_eval_dir: Path) -> dict:
+    """The four-class MS-CNN (a = CNN) against the ECG-LLM (b) on the same test records, for each MS-CNN mode, each at
+    the offsets it chose on validation."""
+    rows = {r["record"]: r for r in csv.DictReader((encoder_eval_dir / "predictions.csv").open())}
+    modes = json.loads((encoder_eval_dir / "metrics.json").read_text())["modes"]
+    out = {}
+    for mode, result in modes.items():
+        p_cnn = np.array([[float(rows[i][f"p_{c}_{mode}"]) for c in FOUR_CLASSES] for i in ids])
+        scores = log_probabilities(p_cnn)
+        out[mode] = {"cnn": evaluate_four_class(labels, scores, result["offsets"], n_resamples=200),
+                     "llm_minus_cnn": compare_four_class(labels, decide(scores, result["offsets"]), predicted_llm)}
+    return out
+
+
+def evaluate_llm_four_class(model: ECGLLM, val_examples: list[Example], test_examples: list[Example],
+                            out_dir: str | Path, config: LLMEvaluationConfig, encoder_eval_dir: Path | None = None,
+                            progress: bool = True) -> dict:
+    """The four-class model: class offsets chosen on validation (challenge score), then the four-class test report,
+    the answers decoded after the decided sentence, and the comparison with the four-class MS-CNN."""
+    from accelerate import PartialState
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    val_labels = np.array([e.label for e in val_examples])
+    s_val, _ = predict(model, val_examples, config.batch_size, progress=progress, desc="scoring validation")
+    offsets = choose_offsets(val_labels, s_val)
+    labels = np.array([e.label for e in test_examples])
+    s_test, answers = predict(model, test_examples, config.batch_size,
+                              config.max_new_tokens if config.generate else None, offsets, progress, "test")
+    decided = decide(s_test, offsets)
+    result = {"system": _system_name(model.config), "task": "four",
+              "score": "log P of each class: a softmax over the four decision sentences' log-likelihoods",
+              "validation": {"n_records": len(val_labels),
+                             "class_counts": {c: int((val_labels == k).sum()) for k, c in enumerate(FOUR_CLASSES)},
+                             "offsets": offsets, "metrics": four_class_metrics(val_labels, decide(s_val, offsets))},
+              "scoring": evaluate_four_class(labels, s_test, offsets),
+              "decision_vs_measured_rhythm": decision_vs_rhythm(test_examples, decided)}
+    if config.generate and model.config.rhythm_prompt:
+        grounded = [numbers_grounded(a, e.evidence) for a, e in zip(answers, test_examples)]
+        result["generation"] = {"n": len(answers), "numbers_grounded": float(np.mean(grounded)),
+                                "ungrounded_examples": [{"record": e.record, "answer": a,
+                                                         "measured": e.evidence.formatted()}
+                                                        for a, e, ok in zip(answers, test_examples, grounded)
+                                                        if not ok][:10]}
+    if encoder_eval_dir is not None and (Path(encoder_eval_dir) / "predictions.csv").exists():
+        header = (Path(encoder_eval_dir) / "predictions.csv").open().readline()
+        if "p_N_" in header:  # a four-class MS-CNN's predictions
+            result["comparison_with_task1"] = compare_with_four_class_encoder(
+                labels, [e.record for e in test_examples], decided, Path(encoder_eval_dir))
+    if not PartialState().is_main_process:
+        return result
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    (out_dir / "metrics.txt").write_text(format_llm_result(result) + "\n")
+    columns = [f"log_p_{c}" for c in FOUR_CLASSES]
+    for name, examples, scores, texts in (("validation_predictions.csv", val_examples, s_val, None),
+                                          ("predictions.csv", test_examples, s_test, answers)):
+        with (out_dir / name).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["record", "label", *columns, "decision"] + (["answer"] if texts is not None else []))
+            for i, e in enumerate(examples):
+                writer.writerow([e.record, e.label, *(f"{v:.6f}" for v in scores[i]), int(decide(scores[i:i + 1],
+                                 offsets)[0])] + ([texts[i] if texts else ""] if texts is not None else []))
+    return result
+
+
 def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Split, out_dir: str | Path,
                           cache_dir: str | Path, settings: dict | None = None, encoder_eval_dir: Path | None = None,
                           seed: int = 42, progress: bool = True, device: str = "auto") -> dict:
@@ -172,9 +262,9 @@ def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Sp
     fields) say otherwise."""
     from accelerate import PartialState
 
-    split.require_task("binary", "the ECG-LLM")
     state = PartialState()  # under `accelerate launch`, one process per device ("auto": its own), each scoring a share
     model = ECGLLM.from_pretrained(model_dir, device=resolve_device(device)).for_inference()
+    split.require_task(model.config.task, "this ECG-LLM")
     config = override(preset_evaluation(model.config.preset), settings or {})
     with state.main_process_first():  # one process fills the feature cache, the others read it
         val = prepare_examples(model, dataset, subset_ids(split, "val", config.max_records, seed), cache_dir,
@@ -185,12 +275,19 @@ def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Sp
     if not state.is_main_process:
         return result
     v = result["validation"]
-    Calibration(v["threshold"], f"validation split, {v['n_records']} records ({v['n_positive']} AF), F1 maximised"
-                ).save(model_dir)
+    if model.config.task == "four":
+        counts = ", ".join(f"{c} {n}" for c, n in v["class_counts"].items())
+        Calibration(0.0, f"validation split, {v['n_records']} records ({counts}), challenge score maximised",
+                    tuple(v["offsets"])).save(model_dir)
+    else:
+        Calibration(v["threshold"], f"validation split, {v['n_records']} records ({v['n_positive']} AF), F1 maximised"
+                    ).save(model_dir)
     return result
 
 
 def format_llm_result(result: dict) -> str:
+    if result.get("task") == "four":
+        return _format_four_class_result(result)
     blocks = [f"{result['system']} on the test split (threshold chosen on validation)",
               format_evaluation("scoring (log-likelihood of the two decision sentences)", result["scoring"])]
     if "validation" in result:
@@ -224,5 +321,30 @@ def format_llm_result(result: dict) -> str:
             f"  AUC difference (LLM - CNN) {auc['difference']:+.4f} (95% CI {auc['interval_95'][0]:+.4f} to "
             f"{auc['interval_95'][1]:+.4f})\n"
             f"  McNemar: only CNN right {mc['only_a_right']}, only LLM right {mc['only_b_right']}, "
+            f"p = {mc['p_value']:.4f}")
+    return "\n\n".join(blocks)
+
+
+def _format_four_class_result(result: dict) -> str:
+    v = result["validation"]
+    blocks = [f"{result['system']} on the test split (class offsets chosen on validation)",
+              f"validation ({v['n_records']} records; the offsets maximise the challenge score here): challenge score "
+              f"{v['metrics']['challenge_score']:.4f}",
+              format_four_class("scoring (softmax over the four decision sentences)", result["scoring"])]
+    if "generation" in result:
+        blocks.append(f"answers: {result['generation']['n']}, numbers grounded "
+                      f"{result['generation']['numbers_grounded']:.4f}")
+    for mode, c in result.get("comparison_with_task1", {}).items():
+        d, ci, mc = c["llm_minus_cnn"]["difference_b_minus_a"], c["llm_minus_cnn"]["intervals_95"], \
+            c["llm_minus_cnn"]["mcnemar"]
+        cnn = c["cnn"]["four_class"]["metrics"]
+        blocks.append(
+            f"vs the four-class MS-CNN ({mode}) on the same records: CNN challenge score {cnn['challenge_score']:.4f}, "
+            f"AF F1 {c['cnn']['af_vs_rest']['metrics']['f1']:.4f}\n"
+            f"  challenge score difference (LLM - CNN) {d['challenge_score']:+.4f} (95% CI "
+            f"{ci['challenge_score'][0]:+.4f} to {ci['challenge_score'][1]:+.4f})\n"
+            f"  AF F1 difference (LLM - CNN) {d['af_f1']:+.4f} (95% CI {ci['af_f1'][0]:+.4f} to "
+            f"{ci['af_f1'][1]:+.4f})\n"
+            f"  McNemar (class right): only CNN right {mc['only_a_right']}, only LLM right {mc['only_b_right']}, "
             f"p = {mc['p_value']:.4f}")
     return "\n\n".join(blocks)

@@ -74,8 +74,8 @@ def with_rhythm(config: ECGLLMConfig, tokens: torch.Tensor, rhythms: list[Rhythm
 
 @torch.no_grad()
 def head_logit(encoder: MSCNN, tokens: torch.Tensor) -> torch.Tensor:
-    """ECG tokens [B, k, D] of this encoder -> [B]: its AF logit, its classifier head on the mean of the k tokens (the
-    pooled feature it was trained on, exactly so for k = 1)."""
+    """ECG tokens [B, k, D] of this encoder -> [B]: its AF logit (a four-class encoder: its class logits [B, 4]), its
+    classifier head on the mean of the k tokens (the pooled feature it was trained on, exactly so for k = 1)."""
     weight = encoder.head[0].weight
     return encoder.head(tokens.to(weight.device, weight.dtype).mean(1)).squeeze(-1)
 
@@ -129,7 +129,8 @@ class ECGLLM(nn.Module):
         self.encoder = encoder.eval().requires_grad_(False)
         self.lm = lm
         self.tokenizer = tokenizer
-        inputs = config.feature_dim + (RHYTHM_FEATURES if config.rhythm_input else 0) + int(config.verdict_input)
+        verdict = encoder.config.num_outputs if config.verdict_input else 0  # the encoder's logit(s)
+        inputs = config.feature_dim + (RHYTHM_FEATURES if config.rhythm_input else 0) + verdict
         self.projector = ECGProjector(inputs, config.hidden_size, config.projector_layers, config.projector_dropout)
         self.placeholder_id = tokenizer.convert_tokens_to_ids(config.placeholder)
         self.calibration = calibration  # the threshold chosen on validation; None until the model is evaluated
@@ -263,16 +264,17 @@ class ECGLLM(nn.Module):
         return self
 
     def encoder_logit(self, ecg_features: torch.Tensor) -> torch.Tensor:
-        """[B, k, D(+...)] -> [B]: the encoder's own AF logit (`head_logit`)."""
+        """[B, k, D(+...)] -> [B] (or [B, 4]): the encoder's own logit(s) (`head_logit`)."""
         return head_logit(self.encoder, ecg_features[..., :self.config.feature_dim])
 
     def with_verdict(self, ecg_features: torch.Tensor, verdicts: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, k, D(+R)] -> [B, k, D(+R)+1]: with `verdict_input`, an AF logit (scaled to about unit range) joins every
-        token: the encoder's own, or `verdicts` [B] when given."""
+        """[B, k, D(+R)] -> [B, k, D(+R)+V]: with `verdict_input`, the encoder's AF logit (V = 1; a four-class encoder's
+        class logits, V = 4), scaled to about unit range, joins every token: the encoder's own, or `verdicts` [B] when
+        given."""
         if not self.config.verdict_input:
             return ecg_features
         logits = self.encoder_logit(ecg_features) if verdicts is None else verdicts
-        verdict = logits.to(ecg_features)[:, None] / VERDICT_SCALE  # [B, 1]
+        verdict = logits.to(ecg_features).reshape(len(logits), -1) / VERDICT_SCALE  # [B, V]
         return torch.cat([ecg_features, verdict[:, None].expand(-1, ecg_features.shape[1], -1).to(ecg_features)], -1)
 
     # ---- the forward pass -------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Instructions and answers: the SPEC's Chinese verbatim, and English, with the measured rhythm as text. Reading
 generated answers is `answers.py`."""
 
+from ecgllm.data.labels import task_labels
 from ecgllm.rhythm import RhythmEvidence
 
 LANGUAGES = ("zh", "en")
@@ -13,11 +14,15 @@ INSTRUCTION = {
           "Does this patient have atrial fibrillation (AF)?",
 }
 
-# Class 0 (normal) and class 1 (AF): the decision sentences the model is trained on and scored with.
+# The decision sentences the model is trained on and scored with, by class: normal, AF, another rhythm, too noisy.
+# The binary task uses the first two.
 DECISION = {
-    "zh": ("经过分析，该心电图显示为正常窦性心律，无房颤。", "经过分析，该心电图显示特征符合房颤（AF）表现，有房颤。"),
+    "zh": ("经过分析，该心电图显示为正常窦性心律，无房颤。", "经过分析，该心电图显示特征符合房颤（AF）表现，有房颤。",
+           "经过分析，该心电图显示为其他心律，非房颤。", "经过分析，该心电图噪声过大，无法判断，请重新记录。"),
     "en": ("After analysis, this ECG shows normal sinus rhythm, no atrial fibrillation.",
-           "After analysis, this ECG shows features consistent with atrial fibrillation (AF): AF is present."),
+           "After analysis, this ECG shows features consistent with atrial fibrillation (AF): AF is present.",
+           "After analysis, this ECG shows a rhythm other than normal sinus rhythm, no atrial fibrillation.",
+           "After analysis, this ECG is too noisy to judge: please record it again."),
 }
 
 EVIDENCE_PROMPT = {
@@ -48,6 +53,11 @@ def check_language(lang: str) -> str:
     if lang not in LANGUAGES:
         raise ValueError(f"unknown language {lang!r}; choose one of {LANGUAGES}")
     return lang
+
+
+def decision_sentences(lang: str, task: str) -> tuple[str, ...]:
+    """The task's decision sentences, by class index."""
+    return DECISION[lang][:len(task_labels(task))]
 
 
 def evidence_text(evidence: RhythmEvidence, lang: str) -> str:

@@ -1,6 +1,7 @@
 """Scoring and generation: the log-odds of AF, log p(AF sentence) - log p(normal sentence), from the likelihood of the
-two decision sentences, and free greedy generation of the whole answer (decided at a given log-odds threshold).
-Scores stay log-odds (float64) everywhere a decision is made; P(AF) = sigmoid(log-odds) is for showing only."""
+two decision sentences (four-class task: log P of each class, a softmax over its four sentences' likelihoods), and
+greedy generation of the whole answer (decided at a given log-odds threshold, or per-class offsets). Scores stay
+log-scale (float64) everywhere a decision is made; probabilities are for showing only."""
 
 import copy
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from ecgllm.evaluation.four_class import decide
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.data import pad
 from ecgllm.llm.modeling_ecgllm import ECGLLM
@@ -39,14 +41,15 @@ class PrefixCache:
 
 def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
                    prefix: PrefixCache | None, keep_cache: bool):
-    """The log-likelihood of each decision sentence after each prompt, from the first token where the two differ:
-    [n, 2] (normal, AF). The tokens both sentences begin with have the same likelihood under both and cancel in the
-    log-odds, so they run once, as part of the prompt.
+    """The log-likelihood of each of the k decision sentences after each prompt, from the first token where they
+    differ: [n, k] (normal, AF[, other, noisy]). The tokens all sentences begin with have the same likelihood under
+    each and cancel in the comparison, so they run once, as part of the prompt.
 
     The prompts run once (left-padded, keeping their key/value cache; with `prefix`, only the part after the shared
-    prefix runs); the cache is duplicated and both sentences' remainders run on it in one batched pass. With
-    `keep_cache`, also returns what continuing after a sentence needs: the cache of that pass (rows b0 normal, b0 AF,
-    b1 normal, ...), its attention mask [2n, T] and the logits that follow each sentence [2n, V].
+    prefix runs); the cache is repeated k times and every sentence's remainder runs on it in one batched pass. With
+    `keep_cache`, also returns what continuing after a sentence needs: the cache of that pass (rows b0 sentence 0,
+    b0 sentence 1, ..., b1 sentence 0, ...), its attention mask [kn, T] and the logits that follow each sentence
+    [kn, V].
     """
     if model.training:
         model.eval()
@@ -54,7 +57,8 @@ def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[i
     pad_id = formatter.tokenizer.pad_token_id
     n = len(prompts)
     sentences = formatter.decision_ids()
-    shared = _shared_start(*sentences)
+    k = len(sentences)
+    shared = _shared_start(sentences)
     prompts = [p + sentences[0][:shared] for p in prompts]
     if prefix is not None and prefix.matches(prompts):
         ids, rest_mask = pad([p[len(prefix):] for p in prompts], pad_id, side="left")
@@ -68,44 +72,58 @@ def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[i
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
     out = model.lm(inputs_embeds=model.embed(ids, features.to(device)), attention_mask=mask, position_ids=positions,
                    cache=cache, use_cache=True, logits_to_keep=1)
-    first = out.logits[:, -1].float().repeat_interleave(2, 0)  # [2n, V]: predicts each sentence's first token
+    first = out.logits[:, -1].float().repeat_interleave(k, 0)  # [kn, V]: predicts each sentence's first token
     cache = out.cache
-    cache.batch_repeat_interleave(2)  # rows b0, b0, b1, b1, ...: normal then AF continuation of each prompt
+    cache.batch_repeat_interleave(k)  # rows b0 x k, b1 x k, ...: each sentence's continuation of each prompt
 
-    decision_ids, decision_mask = pad([ids[shared:] for ids in sentences], pad_id, side="right")  # [2, Ld]
-    continuation = decision_ids.repeat(n, 1).to(device)  # [2n, Ld]
+    decision_ids, decision_mask = pad([ids[shared:] for ids in sentences], pad_id, side="right")  # [k, Ld]
+    continuation = decision_ids.repeat(n, 1).to(device)  # [kn, Ld]
     continuation_mask = decision_mask.repeat(n, 1).to(device)
-    mask = torch.cat([mask.repeat_interleave(2, 0), continuation_mask], dim=1)
+    mask = torch.cat([mask.repeat_interleave(k, 0), continuation_mask], dim=1)
     positions = (mask.cumsum(-1) - 1)[:, -continuation.shape[1]:]
     out = model.lm(input_ids=continuation, attention_mask=mask, position_ids=positions, cache=cache,
                    use_cache=keep_cache)
     rest = out.logits.float()  # position t predicts token t + 1
-    logits = torch.cat([first.unsqueeze(1), rest[:, :-1]], dim=1)  # [2n, Ld, V]
+    logits = torch.cat([first.unsqueeze(1), rest[:, :-1]], dim=1)  # [kn, Ld, V]
     token_ll = torch.log_softmax(logits, -1).gather(-1, continuation.unsqueeze(-1)).squeeze(-1) * continuation_mask
-    sentence_ll = token_ll.sum(-1).view(n, 2)
+    sentence_ll = token_ll.sum(-1).view(n, k)
     if not keep_cache:
         return sentence_ll
-    after = rest[torch.arange(2 * n, device=device), continuation_mask.sum(-1) - 1]  # [2n, V]: after each sentence
+    after = rest[torch.arange(k * n, device=device), continuation_mask.sum(-1) - 1]  # [kn, V]: after each sentence
     return sentence_ll, out.cache, mask, after
 
 
-def _shared_start(a: list[int], b: list[int]) -> int:
-    """How many tokens `a` and `b` begin with in common, leaving each at least one of its own."""
+def _shared_start(sequences: tuple[list[int], ...]) -> int:
+    """How many tokens all `sequences` begin with in common, leaving each at least one of its own."""
     shared = 0
-    while shared < min(len(a), len(b)) - 1 and a[shared] == b[shared]:
+    while shared < min(map(len, sequences)) - 1 and len({s[shared] for s in sequences}) == 1:
         shared += 1
     return shared
 
 
-def _log_odds(sentence_ll: torch.Tensor) -> np.ndarray:
-    return (sentence_ll[:, 1].double() - sentence_ll[:, 0].double()).cpu().numpy()
+def _scores(sentence_ll: torch.Tensor) -> np.ndarray:
+    """[n, k] sentence log-likelihoods -> what decisions are made on: the log-odds of AF [n] for the two sentences of
+    the binary task, log P of each class [n, k] (a softmax over the sentences) otherwise."""
+    sentence_ll = sentence_ll.double()
+    if sentence_ll.shape[1] == 2:
+        return (sentence_ll[:, 1] - sentence_ll[:, 0]).cpu().numpy()
+    return torch.log_softmax(sentence_ll, -1).cpu().numpy()
+
+
+def decide_scores(scores: np.ndarray, rule) -> list[int]:
+    """Decisions from `_scores`: log-odds at a threshold (binary task), or the class with the highest log P plus its
+    offset (`rule` the per-class offsets)."""
+    if scores.ndim == 1:
+        return [int(v >= rule) for v in scores]
+    return decide(scores, rule).tolist()
 
 
 @torch.no_grad()
-def score_log_odds(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
+def decision_scores(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
                    prefix: PrefixCache | None = None) -> np.ndarray:
-    """log p(AF sentence | prompt) - log p(normal sentence | prompt) of each prompt [n], float64."""
-    return _log_odds(_decision_pass(model, formatter, prompts, features, prefix, keep_cache=False))
+    """log p(AF sentence | prompt) - log p(normal sentence | prompt) of each prompt [n] (four-class task: log P of
+    each class [n, 4]), float64."""
+    return _scores(_decision_pass(model, formatter, prompts, features, prefix, keep_cache=False))
 
 
 def _end_tokens(tokenizer) -> list[int]:
@@ -141,21 +159,24 @@ def _verify_drafts(model: ECGLLM, drafts: list[list[int]], cache, mask: torch.Te
 
 @torch.no_grad()
 def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
-                     threshold: float, max_new_tokens: int = 48, decisions: list[int] | None = None,
+                     rule, max_new_tokens: int = 48, decisions: list[int] | None = None,
                      prefix: PrefixCache | None = None, evidence: list[RhythmEvidence | None] | None = None
                      ) -> tuple[np.ndarray, list[int], list[str]]:
-    """The log-odds, the decision, and the rest of the answer, from one pass over each prompt: the decision is the
-    sentence whose log-odds clear `threshold` (log-odds; or `decisions`, when the caller decided otherwise), and the
+    """The scores, the decision, and the rest of the answer, from one pass over each prompt: the decision is the
+    sentence `rule` picks (a log-odds threshold, or per-class offsets: `decide_scores`; or `decisions`, when the
+    caller decided otherwise), and the
     answer goes on greedily from the key/value cache of prompt + that sentence, never running the prompt again.
     With each prompt's `evidence`, the answer the model was trained to give after its decision serves as a draft:
     its tokens are verified many at a time (`_verify_drafts`), from its start and, after the model departs from it,
     from where the model's last tokens appear in it again (`_follow_draft`); the answer is still the greedy one.
-    Returns log-odds [n], decisions (0/1) and the generated continuations (after the decision sentence)."""
+    Returns the scores (`decision_scores`), decisions (class indices) and the generated continuations (after the
+    decision sentence)."""
     sentence_ll, cache, mask, after = _decision_pass(model, formatter, prompts, features, prefix, keep_cache=True)
-    log_odds = _log_odds(sentence_ll)
+    scores = _scores(sentence_ll)
     if decisions is None:
-        decisions = [int(v >= threshold) for v in log_odds]
-    rows = torch.arange(len(prompts), device=mask.device) * 2 + torch.tensor(decisions, device=mask.device)
+        decisions = decide_scores(scores, rule)
+    k = sentence_ll.shape[1]
+    rows = torch.arange(len(prompts), device=mask.device) * k + torch.tensor(decisions, device=mask.device)
     cache.batch_select_indices(rows)
     mask, logits = mask[rows], after[rows]
     ends = _end_tokens(formatter.tokenizer)
@@ -188,7 +209,7 @@ def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
         out = model.lm(input_ids=token[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
                        cache=cache, use_cache=True)
         cache, logits = out.cache, out.logits[:, -1].float()
-    return log_odds, decisions, [formatter.decode(row) for row in generated]
+    return scores, decisions, [formatter.decode(row) for row in generated]
 
 
 def _follow_draft(generated: list[int], draft: list[int]) -> list[int]:
@@ -244,6 +265,7 @@ def generate_answers(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
     tokenizer = formatter.tokenizer
     ids, mask = pad(prompts, tokenizer.pad_token_id, side="left")
     embeddings = model.embed(ids.to(model.device), features.to(model.device))
+    # Binary task only: the four-class evaluation decodes with score_and_answer.
     processors = LogitsProcessorList([DecisionBias(*formatter.decision_ids(), threshold)] if threshold is not None
                                      else [])
     out = model.lm.generate(inputs_embeds=embeddings, attention_mask=mask.to(model.device),
@@ -255,7 +277,7 @@ def generate_answers(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
 
 def score_batched(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
                   batch_size: int = 16, prefix: PrefixCache | None = None) -> np.ndarray:
-    """The log-odds of each (prompt, projector input) pair, batch by batch, continuing from `prefix` where it
-    matches."""
-    return np.concatenate([score_log_odds(model, formatter, prompts[i:i + batch_size], features[i:i + batch_size],
+    """The scores (`decision_scores`) of each (prompt, projector input) pair, batch by batch, continuing from
+    `prefix` where it matches."""
+    return np.concatenate([decision_scores(model, formatter, prompts[i:i + batch_size], features[i:i + batch_size],
                                           prefix) for i in range(0, len(prompts), batch_size)])

@@ -4,6 +4,7 @@ Only the projector and the LoRA weights train. Encoder features and rhythm evide
 the frozen CNN runs once per record, not once per step.
 """
 
+import dataclasses
 import json
 import logging
 import math
@@ -153,7 +154,7 @@ def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, fea
     collate = TrainingCollator(pad_id, feature_noise_std(examples, config.feature_noise, feature_dim), noise)
     if config.balance == "oversample":
         labels = np.array([e.label for e in examples])
-        counts = np.bincount(labels, minlength=2)
+        counts = np.bincount(labels)
         sampler = WeightedRandomSampler([1.0 / counts[y] for y in labels],
                                         num_samples=config.samples_per_epoch or len(examples), replacement=True,
                                         generator=generator)
@@ -175,7 +176,10 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     from transformers import get_scheduler
 
     out_dir, encoder_dir = Path(out_dir), Path(encoder_dir)
-    split.require_task("binary", "the ECG-LLM")
+    # The split says the task: a four-class split trains the four decision sentences.
+    model_config = dataclasses.replace(model_config, task=split.task)
+    if split.task != "binary" and config.verdict_folds and model_config.verdict_input:
+        raise SettingError("cross-fitted verdicts (--verdict-folds) are of the binary task only")
     accelerator = make_accelerator(config, device)
     split.check_against(dataset.labels)
     # FSDP keeps the backbone's shards in float32 (one dtype per shard; its bf16 mixed precision computes in bf16).
