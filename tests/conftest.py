@@ -110,11 +110,13 @@ def smoke_model_dir(smoke_encoder, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_run(small_cinc, tmp_path_factory) -> Path:
-    """`ecgllm run --preset smoke` on the small real folder, once for every test that needs a trained run."""
+    """`ecgllm run --task binary --preset smoke` on the small real folder, once for every test that needs a trained
+    run."""
     from ecgllm.cli import main
 
     run = tmp_path_factory.mktemp("smoke_run")
-    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 0
+    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke", "--task",
+                 "binary"]) == 0
     return run
 
 

@@ -145,3 +145,37 @@ def test_window_log_odds_aggregate_like_their_probabilities():
     assert 40 < confident < more < 55 and expit(40.0) == expit(50.0) == 1.0
     with pytest.raises(ValueError, match="aggregation"):
         aggregate_log_odds(scores, "median")
+
+
+@pytest.mark.parametrize("ecg_input", ["center", "whole"])
+def test_a_four_class_model_answers_one_of_four_outcomes_at_its_offsets(smoke_encoder, cinc_dir, ecg_input, tmp_path):
+    """Plumbing on real records of the "other rhythm" and "too noisy" classes (the tiny model is random: its outcome
+    is set by the offsets, which here make "another rhythm" and then "too noisy" win whatever it says)."""
+    import dataclasses
+
+    from ecgllm.inference.batch import BatchDiagnosis
+    from ecgllm.inference.diagnose import OUTCOMES, Diagnoser
+    from ecgllm.llm.calibration import Calibration
+
+    rows = [line.split(",") for line in (cinc_dir / "REFERENCE.csv").read_text().split()]
+    names = [next(n for n, label in rows if label == "O"), next(n for n, label in rows if label == "~")]
+    torch.manual_seed(0)
+    config = dataclasses.replace(LLM_PRESETS["smoke"][0], task="four", ecg_input=ecg_input)
+    model = ECGLLM.build(config, smoke_encoder).eval()
+    recordings = [(read_recording(cinc_dir / f"{name}.mat").signal, 300.0, name) for name in names]
+    schema = json.loads((Path(diagnose_module.__file__).parent / "diagnosis.schema.json").read_text())
+    for outcome, offsets in (("O", (0.0, 0.0, 80.0, 0.0)), ("~", (0.0, 0.0, 0.0, 80.0))):
+        model.calibration = Calibration(0.0, "test", offsets)
+        results = Diagnoser(model).diagnose_many(recordings)
+        for result in results:
+            assert result.outcome == outcome and not result.af and result.threshold is None
+            assert (result.outcome_title, result.advice) == OUTCOMES["four"][outcome]
+            assert result.answer.startswith(DECISION["zh"]["NAO~".index(outcome)])
+            assert result.translations["en"].startswith(DECISION["en"]["NAO~".index(outcome)])
+            assert set(result.class_probabilities) == set("NAO~")
+            assert sum(result.class_probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+            assert result.p_af == pytest.approx(result.class_probabilities["A"], abs=1e-6)
+        batch = BatchDiagnosis(results=results)
+        jsonschema.validate(batch.to_dict(), schema)
+        batch.write_csv(tmp_path / "out.csv")
+        assert [row[2] for row in csv.reader((tmp_path / "out.csv").open())][1:] == [outcome, outcome]

@@ -35,8 +35,11 @@ def test_run_smoke_end_to_end_and_resume(smoke_run, small_cinc):
 
     weights = run / "encoder" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
-    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 0
+    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke", "--task",
+                 "binary"]) == 0
     assert weights.stat().st_mtime_ns == stamp  # resumed, not retrained
+    assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 2  # four-class
+    assert weights.stat().st_mtime_ns == stamp
 
 
 def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):
@@ -52,14 +55,9 @@ def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def four_class_run(small_cinc_four, tmp_path_factory):
-    """A four-class split of real records and a smoke MS-CNN trained and evaluated on it (one epoch)."""
+    """`ecgllm run --preset smoke` (the four-class task, the default) on real records of all four classes."""
     folder = tmp_path_factory.mktemp("four_run")
-    assert main(["-q", "data", "split", str(small_cinc_four), "--out", str(folder / "split.json"), "--task",
-                 "four"]) == 0
-    assert main(["-q", "encoder", "train", "--data", str(small_cinc_four), "--split", str(folder / "split.json"),
-                 "--out", str(folder / "encoder"), "--preset", "smoke", "--epochs", "1"]) == 0
-    assert main(["-q", "encoder", "evaluate", "--model", str(folder / "encoder"), "--data", str(small_cinc_four),
-                 "--split", str(folder / "split.json")]) == 0
+    assert main(["-q", "run", "--data", str(small_cinc_four), "--out", str(folder), "--preset", "smoke"]) == 0
     return folder
 
 
@@ -77,22 +75,27 @@ def test_encoder_trains_and_evaluates_four_classes_from_a_four_class_split(four_
     assert header.startswith("record,label,p_N_center,p_A_center,p_O_center,p_~_center")
 
 
-def test_llm_trains_and_evaluates_four_classes_against_the_four_class_encoder(four_class_run, small_cinc_four, capsys):
-    assert main(["-q", "llm", "train", "--data", str(small_cinc_four), "--split", str(four_class_run / "split.json"),
-                 "--encoder", str(four_class_run / "encoder"), "--out", str(four_class_run / "llm"), "--preset",
-                 "smoke", "--epochs", "1"]) == 0
+def test_llm_trains_and_evaluates_four_classes_against_the_four_class_encoder(four_class_run):
+    assert json.loads((four_class_run / "run.json").read_text())["task"] == "four"
     final = four_class_run / "llm" / "final"
     assert json.loads((final / "config.json").read_text())["task"] == "four"
-    assert json.loads((final.parent / "eval" / "metrics.json").read_text())["task"] == "four"
+    metrics = json.loads((four_class_run / "llm" / "eval" / "metrics.json").read_text())
+    assert metrics["task"] == "four" and set(metrics["comparison_with_task1"]) == {"center", "whole"}
     calibration = json.loads((final / "calibration.json").read_text())
-    assert len(calibration["class_offsets"]) == 4 and "challenge score maximised" in calibration["chosen_on"]
-    out = capsys.readouterr().out
-    assert "vs the four-class MS-CNN (whole)" in out and "challenge_score" in out
-    rows = list(csv.DictReader((final.parent / "eval" / "predictions.csv").open()))
+    assert calibration["class_offsets"] == metrics["validation"]["offsets"] and len(calibration["class_offsets"]) == 4
+    assert "challenge score maximised" in calibration["chosen_on"]
+    assert "vs the four-class MS-CNN (whole)" in (four_class_run / "llm" / "eval" / "metrics.txt").read_text()
+    rows = list(csv.DictReader((four_class_run / "llm" / "eval" / "predictions.csv").open()))
     assert rows and all(row["answer"].startswith("经过分析") for row in rows)
     assert {int(row["decision"]) for row in rows} <= {0, 1, 2, 3}
     probabilities = np.exp([[float(row[f"log_p_{c}"]) for c in "NAO~"] for row in rows])
     np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-6)
+
+
+def test_report_of_a_four_class_run(four_class_run):
+    assert main(["-q", "report", str(four_class_run)]) == 0
+    page = (four_class_run / "report.html").read_text()
+    assert "challenge score" in page and 'id="confusion-ECG-LLM"' in page
 
 
 def test_run_includes_llm_stage(smoke_run):

@@ -168,8 +168,11 @@ def test_page_diagnoses_an_upload_and_an_example(server, browser, tmp_path):
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)
     expected = post_file(server, "A00006.mat", path.read_bytes(), fs="300").json()
     assert page.inner_text("#p-af") == f"{expected['p_af']:.3f}"
-    assert page.inner_text("#threshold") == f"{expected['threshold']:.3f}"
-    assert page.inner_text("#log-odds") == f"{expected['log_odds']:+.2f} against {expected['threshold_log_odds']:+.2f}"
+    validated = "chosen on validation" if expected["calibrated"] else "not validated"
+    assert page.inner_text("#rule") == (f"threshold {expected['threshold']:.3f} ({validated}) · log-odds "
+                                        f"{expected['log_odds']:+.2f} against {expected['threshold_log_odds']:+.2f}")
+    assert page.inner_text("#decision") == expected["outcome_title"]
+    assert page.inner_text("#advice") == expected["advice"]
     shown = dict(zip(page.eval_on_selector_all("#rhythm tr", "rows => rows.map(r => r.dataset.figure)"),
                      page.eval_on_selector_all("#rhythm td", "cells => cells.map(c => c.textContent)")))
     assert shown == expected["rhythm"]
@@ -182,7 +185,7 @@ def test_page_diagnoses_an_upload_and_an_example(server, browser, tmp_path):
     assert page.eval_on_selector("#answer", "e => e.textContent") == result["answer"]
     other = "en" if result["lang"] == "zh" else "zh"
     page.check(f'input[name="lang"][value="{other}"]')
-    assert page.inner_text("#answer").startswith(DECISION[other][int(result["af"])])
+    assert page.inner_text("#answer").startswith(DECISION[other]["NAO~".index(result["outcome"])])
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     page.close()
     assert errors == []

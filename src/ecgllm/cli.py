@@ -146,7 +146,8 @@ def _report(args) -> None:
 def _run(args) -> None:
     from ecgllm.runs.job import run
 
-    run(args.data, args.out, args.preset, args.seed, args.lm, progress=not args.quiet, device=args.device)
+    run(args.data, args.out, args.preset, args.seed, args.lm, progress=not args.quiet, device=args.device,
+        task=args.task)
 
 
 def _command(commands, name: str, handler, help: str, *arguments: tuple[str, dict]) -> argparse.ArgumentParser:
@@ -236,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
              ("--data", REQUIRED), ("--out", REQUIRED),
              ("--preset", {"default": "cpu", "choices": ["smoke", "cpu", "qwen3-8b"]}),
              ("--lm", {"help": "backbone override, e.g. a local Qwen3-8B folder"}),
+             ("--task", {"default": "four", "choices": ["four", "binary"],
+                         "help": "four: N, A, O and noisy records (CinC's classes); binary: N vs A alone (the SPEC's "
+                                 "protocol)"}),
              ("--seed", {"type": int, "default": 42}), DEVICE)
     return parser
 

@@ -36,6 +36,12 @@ def af_score(scores: np.ndarray) -> np.ndarray:
     return scores[:, AF] - others.max(axis=1)
 
 
+def af_log_odds(log_p: np.ndarray) -> np.ndarray:
+    """[n, 4] log P of each class -> [n]: log P(AF) - log P(not AF), what P(AF) is shown from."""
+    log_p = np.asarray(log_p, dtype=float)
+    return log_p[:, AF] - np.logaddexp.reduce(np.delete(log_p, AF, axis=1), axis=1)
+
+
 def class_f1(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return f1_score(labels, predicted, labels=list(range(len(CLASSES))), average=None, zero_division=0.0)
 

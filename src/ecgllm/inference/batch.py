@@ -18,7 +18,7 @@ from ecgllm.errors import RecordError
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 
-CSV_COLUMNS = ("record", "seconds", "p_af", "threshold", "log_odds", "calibrated", "af", "answer", "error")
+CSV_COLUMNS = ("record", "seconds", "outcome", "p_af", "threshold", "log_odds", "calibrated", "af", "answer", "error")
 
 
 @dataclass
@@ -44,8 +44,9 @@ class BatchDiagnosis:
             writer = csv.writer(handle)
             writer.writerow(CSV_COLUMNS)
             for r in self.results:
-                writer.writerow([r.record, r.seconds, f"{r.p_af:.6f}", r.threshold, f"{r.log_odds:.4f}",
-                                 int(r.calibrated), int(r.af), r.answer, ""])
+                writer.writerow([r.record, r.seconds, r.outcome, f"{r.p_af:.6f}",
+                                 "" if r.threshold is None else r.threshold, f"{r.log_odds:.4f}", int(r.calibrated),
+                                 int(r.af), r.answer, ""])
             for f in self.failures:
                 writer.writerow([f.file, *[""] * (len(CSV_COLUMNS) - 2), f.error])
 
@@ -57,8 +58,10 @@ def format_outcome(path: Path, outcome: Diagnosis | RecordError, lang: str | Non
     answer = outcome.answer if lang in (None, outcome.lang) else \
         f"{outcome.translations[lang]} [template translation of the model's answer]"
     calibration = "" if outcome.calibrated else ", not validated"
-    return (f"{path}: P(AF) {outcome.p_af:.3f} (threshold {outcome.threshold:.3f}{calibration}) -> "
-            f"{'AF' if outcome.af else 'no AF'}\n  {answer}")
+    rule = f"threshold {outcome.threshold:.3f}" if outcome.threshold is not None else \
+        "P " + ", ".join(f"{c} {p:.3f}" for c, p in outcome.class_probabilities.items())
+    return (f"{path}: P(AF) {outcome.p_af:.3f} ({rule}{calibration}) -> {outcome.outcome_title}\n  {answer}\n"
+            f"  {outcome.advice}")
 
 
 def diagnosis_pictures(result: Diagnosis, signal: np.ndarray, fs: float) -> dict[str, bytes]:

@@ -11,6 +11,10 @@ answer the model was trained to give is checked as a draft in one pass (the resu
 Several recordings are diagnosed as one batch (`diagnose_many`): the model runs once for all of them, and a bad
 recording is reported without failing the others. The decision and the measured figures are also given in the other
 language, from the answer template the model was trained on (`translations`).
+
+A four-class model (task "four") answers one of four outcomes — normal sinus rhythm, AF, another rhythm, too noisy —
+decided on log P of each class plus the per-class offsets chosen on validation; P(AF) and the log-odds shown are
+those of AF against the three others.
 """
 
 import logging
@@ -19,21 +23,36 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from ecgllm.data.labels import task_labels
 from ecgllm.data.preprocess import resample, window_starts
 from ecgllm.errors import RecordError
+from ecgllm.evaluation.four_class import AF, af_log_odds
 from ecgllm.llm.answers import numbers_grounded
-from ecgllm.llm.calibration import af_probability, decision_log_odds
+from ecgllm.llm.calibration import af_probability, decision_rule
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.prompts import DECISION, LANGUAGES, answer_text
-from ecgllm.llm.scoring import PrefixCache, score_and_answer, score_batched
+from ecgllm.llm.scoring import PrefixCache, decide_scores, score_and_answer, score_batched
 from ecgllm.rhythm import RhythmEvidence, detect_r_peaks, rr_statistics
 
 logger = logging.getLogger(__name__)
 
 # One full encoder window: shorter inputs would be zero-padded, which the encoder never saw.
 MIN_DIAGNOSIS_SECONDS = 8.0
+
+# Each outcome's heading and what it means for the person who recorded it. A two-class model knows only N and A, so
+# its "no AF" says nothing about other rhythms or noise.
+OUTCOMES = {
+    "four": {"N": ("Normal sinus rhythm", "No sign of atrial fibrillation or another arrhythmia in this recording."),
+             "A": ("Atrial fibrillation", "This recording shows signs of atrial fibrillation: show it to a doctor."),
+             "O": ("Another rhythm, not AF", "Neither normal sinus rhythm nor atrial fibrillation: show it to a "
+                                            "doctor, above all if you have symptoms or it happens again."),
+             "~": ("Unreadable: too noisy", "Too noisy to judge: sit still, rest your arms and record again.")},
+    "binary": {"N": ("No atrial fibrillation", "No sign of atrial fibrillation. This model tells AF from normal "
+                                               "rhythm only: it does not check for other arrhythmias or noise."),
+               "A": ("Atrial fibrillation", "This recording shows signs of atrial fibrillation: show it to a doctor.")},
+}
 
 
 @dataclass
@@ -50,11 +69,15 @@ class Diagnosis:
     fs_input: float
     fs_model: float
     p_af: float  # sigmoid(log_odds), for reading
-    threshold: float  # the decision threshold as P(AF), for reading
-    log_odds: float  # log p(AF sentence) - log p(normal sentence): what the decision is made on
-    threshold_log_odds: float
+    threshold: float | None  # the decision threshold as P(AF), for reading (None: a four-class model has none)
+    log_odds: float  # log p(AF sentence) - log p(normal sentence): what a two-class model decides on
+    threshold_log_odds: float | None
     calibrated: bool  # False: the model was never evaluated, and the threshold is the unvalidated P(AF) 0.5
     af: bool
+    outcome: str  # the decided class: N, A (and O, ~ for a four-class model)
+    outcome_title: str
+    advice: str  # what the outcome means for the person
+    class_probabilities: dict[str, float]
     answer: str
     lang: str
     numbers_grounded: bool
@@ -96,6 +119,24 @@ def aggregate_log_odds(log_odds: np.ndarray, method: str) -> float:
     raise ValueError(f"unknown aggregation {method!r}; choose 'mean' or 'max'")
 
 
+def aggregate_scores(scores: np.ndarray, method: str):
+    """A record's windows' scores -> the record's: log-odds [W] as `aggregate_log_odds`; log P of each class [W, C]
+    -> log of the windows' mean (or max) P of each class [C]."""
+    if scores.ndim == 1:
+        return aggregate_log_odds(scores, method)
+    if method == "max":
+        return scores.max(0)
+    if method == "mean":
+        return np.logaddexp.reduce(scores, axis=0) - np.log(len(scores))
+    raise ValueError(f"unknown aggregation {method!r}; choose 'mean' or 'max'")
+
+
+def _encoder_p_af(logits: torch.Tensor) -> np.ndarray:
+    """The encoder's P(AF) of each window from its logit(s): [W] (two classes) or [W, C]."""
+    p = torch.sigmoid(logits) if logits.ndim == 1 else torch.softmax(logits, -1)[:, AF]
+    return p.float().cpu().numpy()
+
+
 class Diagnoser:
     """A loaded model ready to diagnose many recordings: the prompt prefix's key/value cache (the same for every
     recording) is computed once and kept here, beside the model it was computed with."""
@@ -105,11 +146,14 @@ class Diagnoser:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.formatter = ChatFormatter(model.tokenizer, model.config)
-        self.threshold = decision_log_odds(model.calibration)
+        self.classes = task_labels(model.config.task)
+        self.rule = decision_rule(model.calibration, len(self.classes))  # a log-odds threshold, or class offsets
+        self.threshold = self.rule if len(self.classes) == 2 else None
         self._prefix: PrefixCache | None = None
         if model.calibration is None:
             logger.warning("this model has no calibration (it was never evaluated): decisions are made at the "
-                           "unvalidated P(AF) 0.5; run `ecgllm llm evaluate` to choose a threshold on validation")
+                           "unvalidated P(AF) 0.5 (four classes: the likeliest sentence); run `ecgllm llm evaluate` "
+                           "to choose the rule on validation")
 
     def _prefix_for(self, prompt: list[int]) -> PrefixCache:
         if self._prefix is None:
@@ -147,59 +191,72 @@ class Diagnoser:
         items = [item for _, item in ready]
         prefix = self._prefix_for(items[0].prompt)
         if model.config.ecg_input == "whole":  # trained on tokens averaged over the record: score those
-            window_p = [torch.sigmoid(model.encoder_logit(item.tokens)).cpu().numpy() for item in items]
+            window_p = [_encoder_p_af(model.encoder_logit(item.tokens)) for item in items]
             inputs = model.projector_input(torch.stack([item.tokens.mean(0) for item in items]),
                                            [item.evidence for item in items])
             decisions, record_scores, aggregation, scorer = None, None, "tokens", "encoder"
-            window_threshold = float(model.encoder.config.thresholds["center"])
+            window_threshold = float(model.encoder.config.thresholds["center"]) \
+                if model.encoder.config.num_outputs == 1 else None
         else:  # every window scored by the LM; the window closest to the record's P(AF) speaks for it
             window_inputs = model.projector_input(torch.cat([item.tokens for item in items]),
                                                   [item.evidence for item in items for _ in item.tokens])
             scores = score_batched(model, self.formatter, [item.prompt for item in items for _ in item.tokens],
                                    window_inputs, self.batch_size, prefix)
             window_scores = np.split(scores, np.cumsum([len(item.tokens) for item in items])[:-1])
-            record_scores = [aggregate_log_odds(s, pre.aggregate) for s in window_scores]
-            chosen = [int(np.argmin(np.abs(s - r))) for s, r in zip(window_scores, record_scores)]
+            record_scores = [aggregate_scores(s, pre.aggregate) for s in window_scores]
+            chosen = [int(np.argmin(np.abs(s - r).reshape(len(s), -1).sum(1))) for s, r in zip(window_scores,
+                                                                                              record_scores)]
             inputs = model.projector_input(torch.stack([item.tokens[c] for item, c in zip(items, chosen)]),
                                            [item.evidence for item in items])
-            decisions = [int(r >= self.threshold) for r in record_scores]
-            window_p = [af_probability(s) for s in window_scores]
-            aggregation, scorer, window_threshold = pre.aggregate, "llm", float(af_probability(self.threshold))
+            decisions = decide_scores(np.stack(record_scores), self.rule)
+            window_p = [af_probability(s if s.ndim == 1 else af_log_odds(s)) for s in window_scores]
+            aggregation, scorer = pre.aggregate, "llm"
+            window_threshold = None if self.threshold is None else float(af_probability(self.threshold))
 
-        log_odds, decided, continuations = [], [], []
+        record_rows, decided, continuations = [], [], []
         for start in range(0, len(items), self.batch_size):
             stop = start + self.batch_size
             batch = items[start:stop]
             p, d, c = score_and_answer(model, self.formatter, [item.prompt for item in batch], inputs[start:stop],
-                                       self.threshold, self.max_new_tokens,
+                                       self.rule, self.max_new_tokens,
                                        None if decisions is None else decisions[start:stop], prefix,
                                        [item.evidence for item in batch])
-            log_odds += list(p)
+            record_rows += list(p)
             decided += d
             continuations += c
         if record_scores is not None:  # a centre-crop model's score is its windows', not the representative's
-            log_odds = record_scores
+            record_rows = record_scores
         for n, (position, item) in enumerate(ready):
-            outcomes[position] = self._diagnosis(item, float(log_odds[n]), bool(decided[n]), continuations[n],
+            outcomes[position] = self._diagnosis(item, np.asarray(record_rows[n]), int(decided[n]), continuations[n],
                                                  window_p[n], aggregation, scorer, window_threshold)
         return outcomes
 
-    def _diagnosis(self, item: _Prepared, log_odds: float, af: bool, continuation: str, window_p: np.ndarray,
-                   aggregation: str, scorer: str, window_threshold: float) -> Diagnosis:
+    def _diagnosis(self, item: _Prepared, scores: np.ndarray, decided: int, continuation: str, window_p: np.ndarray,
+                   aggregation: str, scorer: str, window_threshold: float | None) -> Diagnosis:
         config, pre = self.model.config, self.model.encoder.config.preprocess
         lang = config.lang
-        decision = DECISION[lang][int(af)]
+        if scores.ndim == 0:  # the log-odds of a two-class model
+            log_odds = float(scores)
+            probabilities = {"N": 1.0 - float(af_probability(log_odds)), "A": float(af_probability(log_odds))}
+        else:  # log P of each class
+            log_odds = float(af_log_odds(scores[None])[0])
+            probabilities = {c: float(np.exp(v)) for c, v in zip(self.classes, scores)}
+        outcome = self.classes[decided]
+        title, advice = OUTCOMES[config.task][outcome]
+        decision = DECISION[lang][decided]
         answer = (decision + continuation) if lang == "zh" else f"{decision} {continuation}".strip()
         cites_rhythm = config.rhythm_prompt
         starts = window_starts(len(item.signal), pre.window, pre.stride)
         n = len(item.signal)
         return Diagnosis(
             record=item.record, seconds=round(item.seconds, 2), fs_input=item.fs_input, fs_model=float(pre.fs),
-            p_af=float(af_probability(log_odds)), threshold=float(af_probability(self.threshold)), log_odds=log_odds,
-            threshold_log_odds=float(self.threshold), calibrated=self.model.calibration is not None, af=af,
-            answer=answer, lang=lang,
+            p_af=float(af_probability(log_odds)),
+            threshold=None if self.threshold is None else float(af_probability(self.threshold)), log_odds=log_odds,
+            threshold_log_odds=None if self.threshold is None else float(self.threshold),
+            calibrated=self.model.calibration is not None, af=outcome == "A", outcome=outcome, outcome_title=title,
+            advice=advice, class_probabilities=probabilities, answer=answer, lang=lang,
             numbers_grounded=numbers_grounded(answer, item.evidence) if cites_rhythm else True,
-            translations={other: answer_text(int(af), other, item.evidence if cites_rhythm else None)
+            translations={other: answer_text(decided, other, item.evidence if cites_rhythm else None)
                           for other in LANGUAGES if other != lang},
             rhythm=item.evidence.formatted(), aggregation=aggregation, window_scorer=scorer,
             window_threshold=window_threshold,

@@ -1,4 +1,5 @@
-"""The main job, `ecgllm run`: split -> encoder -> encoder evaluation -> LLM -> LLM evaluation and comparison.
+"""The main job, `ecgllm run`: split -> encoder -> encoder evaluation -> LLM -> LLM evaluation and comparison, for
+the four CinC classes (task "four": N, A, O, ~) or for N vs A alone (task "binary", the SPEC's protocol).
 
 Each stage is skipped when its output exists, so a stopped run resumes where it stopped.
 """
@@ -41,11 +42,12 @@ def evaluate_run_llm(model_dir: Path, dataset, split: Split, out_dir: Path | Non
 
 
 def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: int = 42, lm: str | None = None,
-        evaluation: dict | None = None, progress: bool = True, device: str = "auto") -> dict:
+        evaluation: dict | None = None, progress: bool = True, device: str = "auto", task: str = "four") -> dict:
     """Run every stage that has no output yet, each on `device` ("auto": CUDA when there is one); rerunning a
-    finished run only re-reads its results. `seed` is the seed of every stage: the split, the encoder's training and
-    the LLM's. `evaluation` overrides the LLM evaluation settings of the preset (e.g. {"generate": False} to score
-    only)."""
+    finished run only re-reads its results. `task` is "four" (N, A, O, ~) or "binary" (N vs A: the SPEC's protocol,
+    whose binary split sits unchanged inside the four-class split of the same seed). `seed` is the seed of every
+    stage: the split, the encoder's training and the LLM's. `evaluation` overrides the LLM evaluation settings of the
+    preset (e.g. {"generate": False} to score only)."""
     if preset not in RUN_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(RUN_PRESETS)}")
     encoder_preset, llm_preset = RUN_PRESETS[preset]
@@ -59,24 +61,26 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
     precision = {"device": str(device), "lm_weights": str(resolve_dtype(model_config.lm_dtype, device)),
                  "training_mixed_precision": mixed_precision(train_config, device),
                  "encoder_training": "bf16 autocast" if device.type == "cuda" else "float32"}
-    layout.manifest.write_text(json.dumps({"data": str(Path(data_dir).resolve()), "preset": preset, "seed": seed,
-                                           "lm": lm, "precision": precision}, indent=2))
-    dataset = load_cinc_folder(data_dir, task="binary", progress=progress)
+    dataset = load_cinc_folder(data_dir, task=task, progress=progress)
     logger.info("%s", dataset.report())
 
     if layout.split.exists():
         split = Split.load(layout.split)
+        split.require_task(task, f"this run ({layout.root})")
         logger.info("reusing split %s: %s", layout.split, split.summary())
     else:
-        split = make_split(dataset.labels, "binary", seed)
+        split = make_split(dataset.labels, task, seed)
         split.save(layout.split)
         logger.info("wrote split %s: %s", layout.split, split.summary())
+    layout.manifest.write_text(json.dumps({"data": str(Path(data_dir).resolve()), "task": task, "preset": preset,
+                                           "seed": seed, "lm": lm, "precision": precision}, indent=2))
 
     if (layout.encoder / WEIGHTS_NAME).exists():
         encoder = MSCNN.from_pretrained(layout.encoder).to(device)
         logger.info("reusing encoder %s", layout.encoder)
     else:
-        encoder = train_encoder(dataset, split, layout.encoder, ENCODER_PRESETS[encoder_preset],
+        encoder = train_encoder(dataset, split, layout.encoder,
+                                dataclasses.replace(ENCODER_PRESETS[encoder_preset], task=task),
                                 dataclasses.replace(TRAINING_PRESETS[encoder_preset], seed=seed), progress, device)
     encoder_metrics = layout.encoder_eval / "metrics.json"
     if encoder_metrics.exists():

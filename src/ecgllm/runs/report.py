@@ -15,6 +15,7 @@ import numpy as np
 
 from ecgllm import __version__
 from ecgllm.errors import CheckpointError
+from ecgllm.evaluation.four_class import CLASSES as FOUR_CLASSES
 from ecgllm.evaluation.metrics import METRIC_NAMES
 from ecgllm.llm.calibration import af_probability
 from ecgllm.runs.layout import RunLayout
@@ -66,13 +67,27 @@ def _comparison_rows(comparison: dict) -> str:
 
 
 def choose_examples(rows: list[dict], per_kind: int = 2) -> list[tuple[str, dict]]:
-    """Correct and wrong test records: true AF, true normal, false AF, missed AF (the most confident of each)."""
+    """Correct and wrong test records: true AF, true normal, false AF, missed AF (the most confident of each), each
+    with its heading."""
     kinds = {"correct AF": (1, 1), "correct normal": (0, 0), "false alarm": (0, 1), "missed AF": (1, 0)}
     chosen = []
     for kind, (label, decision) in kinds.items():
         matching = [r for r in rows if int(r["label"]) == label and int(r["decision"]) == decision]
         matching.sort(key=lambda r: abs(float(r["p_af"]) - 0.5), reverse=True)
-        chosen += [(kind, r) for r in matching[:per_kind]]
+        chosen += [(f"{kind} (label {'AF' if label else 'not AF'}, P(AF) {float(r['p_af']):.3f})", r)
+                   for r in matching[:per_kind]]
+    return chosen
+
+
+def choose_four_class_examples(rows: list[dict], per_kind: int = 1) -> list[tuple[str, dict]]:
+    """For each true class, the most confident right and wrong test records of a four-class model."""
+    chosen = []
+    for label, name in enumerate(FOUR_CLASSES):
+        for right in (True, False):
+            matching = [r for r in rows if int(r["label"]) == label and (int(r["decision"]) == label) == right]
+            matching.sort(key=lambda r: float(r[f"log_p_{FOUR_CLASSES[int(r['decision'])]}"]), reverse=True)
+            chosen += [(f"label {name}, decided {FOUR_CLASSES[int(r['decision'])]} "
+                        f"({'right' if right else 'wrong'})", r) for r in matching[:per_kind]]
     return chosen
 
 
@@ -83,7 +98,7 @@ def _example_blocks(examples: list[tuple[str, dict]], data_dir: Path | None, fig
     from ecgllm.rhythm import detect_r_peaks
 
     blocks = []
-    for kind, row in examples:
+    for heading, row in examples:
         record = row["record"]
         picture = "<p><em>strip not shown: the data folder is not available</em></p>"
         if data_dir is not None:
@@ -91,15 +106,23 @@ def _example_blocks(examples: list[tuple[str, dict]], data_dir: Path | None, fig
                 ecg = load_cinc_record(data_dir / f"{record}.mat")
                 peaks = detect_r_peaks(ecg.signal, ecg.fs) / ecg.fs
                 path = plot_ecg_strip(ecg.signal, ecg.fs, figures / f"example_{record}.png", peaks,
-                                      title=f"{record} ({kind})")
+                                      title=f"{record}: {heading}")
                 picture = _image(path, f"ECG strip of {record}")
             except RecordError as error:
                 picture = f"<p><em>strip not shown: {html.escape(str(error))}</em></p>"
-        truth = "AF" if int(row["label"]) else "not AF"
-        blocks.append(f'<div class="example"><h3>{html.escape(record)} — {kind} (label {truth}, P(AF) '
-                      f'{float(row["p_af"]):.3f})</h3><blockquote>{html.escape(row["answer"] or "(not generated)")}'
-                      f"</blockquote>{picture}</div>")
+        blocks.append(f'<div class="example"><h3>{html.escape(record)} — {html.escape(heading)}</h3><blockquote>'
+                      f'{html.escape(row.get("answer") or "(not generated)")}</blockquote>{picture}</div>')
     return "".join(blocks)
+
+
+STYLE = """<style>
+body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; text-align: center; }
+img { max-width: 100%; display: block; margin: 0.5em 0; }
+blockquote { background: #f4f4f4; padding: 0.5em 1em; margin: 0.5em 0; }
+.example { border-top: 1px solid #ddd; margin-top: 1em; }
+</style>"""
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str | Path | None = None,
@@ -115,6 +138,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: s
     if data_dir is None and layout.manifest.exists():
         data_dir = json.loads(layout.manifest.read_text()).get("data")
     data_dir = Path(data_dir) if data_dir is not None and Path(data_dir).exists() else None
+    out = Path(out) if out is not None else layout.root / "report.html"
+    if llm_metrics.get("task") == "four":
+        out.write_text(_four_class_page(layout, encoder_metrics, llm_metrics, llm_rows, data_dir, examples_per_kind),
+                       encoding="utf-8")
+        return out
 
     ids = [r["record"] for r in llm_rows]
     labels = np.array([int(r["label"]) for r in llm_rows])
@@ -144,14 +172,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: s
                                for k, v in generation.items() if not isinstance(v, list))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ECG-LLM report: {html.escape(layout.root.name)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3em 0.5em; text-align: center; }}
-img {{ max-width: 100%; display: block; margin: 0.5em 0; }}
-blockquote {{ background: #f4f4f4; padding: 0.5em 1em; margin: 0.5em 0; }}
-.example {{ border-top: 1px solid #ddd; margin-top: 1em; }}
-</style></head><body>
+{STYLE}</head><body>
 <h1>ECG-LLM report: {html.escape(str(layout.root))}</h1>
 <p>{html.escape(llm_metrics["system"])}. Test split: {len(ids)} records, {int(labels.sum())} AF; every threshold
 was chosen on the validation split. 95% bootstrap intervals under each figure. Written
@@ -168,6 +189,74 @@ was chosen on the validation split. 95% bootstrap intervals under each figure. W
 {_example_blocks(choose_examples(llm_rows, examples_per_kind), data_dir, figures)}
 </body></html>
 """
-    out = Path(out) if out is not None else layout.root / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _interval_cell(block: dict, name: str) -> str:
+    low, high = block["intervals_95"][name]
+    return f"<td>{block['metrics'][name]:.3f}<br><small>{low:.3f}–{high:.3f}</small></td>"
+
+
+FOUR_CLASS_COLUMNS = (("four_class", "challenge_score", "challenge score"), ("four_class", "f1_N", "F1 N"),
+                      ("four_class", "f1_A", "F1 A"), ("four_class", "f1_O", "F1 O"), ("four_class", "f1_~", "F1 ~"),
+                      ("af_vs_rest", "f1", "AF vs rest F1"), ("af_vs_rest", "sensitivity", "AF sensitivity"),
+                      ("af_vs_rest", "specificity", "AF specificity"), ("af_vs_rest", "roc_auc", "AF ROC AUC"),
+                      ("n_vs_a", "f1", "N vs A F1"))
+
+
+def _four_class_comparison_row(mode: str, c: dict) -> str:
+    difference, interval, test = c["difference_b_minus_a"], c["intervals_95"], c["mcnemar"]
+    cells = "".join(f"<td>{difference[k]:+.3f} ({interval[k][0]:+.3f} to {interval[k][1]:+.3f})</td>"
+                    for k in ("challenge_score", "af_f1"))
+    return (f"<tr><th>{html.escape(SYSTEMS_TASK1.get(mode, mode))}</th>{cells}<td>{test['only_a_right']} / "
+            f"{test['only_b_right']}</td><td>{test['p_value']:.4f}</td></tr>")
+
+
+def _four_class_page(layout: RunLayout, encoder_metrics: dict, llm_metrics: dict, llm_rows: list[dict],
+                     data_dir: Path | None, examples_per_kind: int) -> str:
+    """The report of a four-class run: per-class and AF figures of both systems, their confusion matrices, the
+    paired comparison, the training curves and right and wrong test records of each class."""
+    from ecgllm.plots.run import plot_training_curves
+
+    systems = {SYSTEMS_TASK1[mode]: result for mode, result in encoder_metrics["modes"].items()
+               if mode in SYSTEMS_TASK1}
+    systems["ECG-LLM"] = llm_metrics["scoring"]
+    header = "".join(f"<th>{html.escape(title)}</th>" for _, _, title in FOUR_CLASS_COLUMNS)
+    rows = "".join(f"<tr><th>{html.escape(name)}</th>"
+                   + "".join(_interval_cell(r[block], metric) for block, metric, _ in FOUR_CLASS_COLUMNS)
+                   + f"<td>{r['called_af']['O']:.1%}</td><td>{r['called_af']['~']:.1%}</td></tr>"
+                   for name, r in systems.items())
+    matrices = "".join(
+        f'<table id="confusion-{html.escape(name.split(",")[0].replace(" ", "-"))}"><caption>{html.escape(name)}: '
+        f"rows true, columns decided</caption><tr><th></th>{''.join(f'<th>{c}</th>' for c in FOUR_CLASSES)}</tr>"
+        + "".join(f"<tr><th>{c}</th>{''.join(f'<td>{v}</td>' for v in row)}</tr>"
+                  for c, row in zip(FOUR_CLASSES, r["confusion_matrix"]["counts"])) + "</table>"
+        for name, r in systems.items())
+    comparison = "".join(_four_class_comparison_row(mode, c["llm_minus_cnn"])
+                         for mode, c in llm_metrics.get("comparison_with_task1", {}).items())
+    figures = layout.root / "report"
+    figures.mkdir(parents=True, exist_ok=True)
+    history = _read_csv(layout.encoder / "history.csv") if (layout.encoder / "history.csv").exists() else []
+    train_log = _read_csv(layout.llm / "train_log.csv") if (layout.llm / "train_log.csv").exists() else []
+    curves = plot_training_curves(history, train_log, figures / "training.png")
+    counts = ", ".join(f"{c} {n}" for c, n in llm_metrics["scoring"]["class_counts"].items())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ECG-LLM report: {html.escape(layout.root.name)}</title>
+{STYLE}</head><body>
+<h1>ECG-LLM report: {html.escape(str(layout.root))}</h1>
+<p>{html.escape(llm_metrics["system"])}. Test split: {llm_metrics["scoring"]["n_records"]} records ({counts}). Every
+system decides the class whose log P plus its offset is highest, the offsets chosen on the validation split to
+maximise the challenge score (mean F1 of N, A and O). 95% bootstrap intervals under each figure. Written
+{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by ecgllm {__version__}.</p>
+<h2>Metrics</h2>
+<table id="metrics"><tr><th>system</th>{header}<th>O called AF</th><th>~ called AF</th></tr>{rows}</table>
+<h2>Confusion matrices</h2>{matrices}
+<h2>ECG-LLM against the MS-CNN on the same records</h2>
+<table id="comparison"><tr><th>MS-CNN mode</th><th>challenge score difference (LLM − CNN), 95% CI</th>
+<th>AF F1 difference, 95% CI</th><th>McNemar (class right): only CNN / only LLM</th><th>p</th></tr>{comparison}</table>
+<h2>Training curves</h2>{_image(curves, "training curves")}
+<h2>Test records</h2>
+{_example_blocks(choose_four_class_examples(llm_rows, examples_per_kind), data_dir, figures)}
+</body></html>
+"""

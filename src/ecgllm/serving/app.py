@@ -30,12 +30,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from ecgllm import __version__
+from ecgllm.data.labels import task_labels
 from ecgllm.data.readers import Recording
 from ecgllm.errors import RecordError
 from ecgllm.examples import example_records
 from ecgllm.inference.batch import diagnosis_pictures
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
-from ecgllm.llm.calibration import af_probability, decision_log_odds
+from ecgllm.llm.calibration import af_probability, decision_rule
 from ecgllm.serving import uploads
 
 logger = logging.getLogger(__name__)
@@ -238,9 +239,12 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
     def healthz() -> dict:
         """Whether the model is loaded, and which."""
         config = model.config
+        rule = decision_rule(model.calibration, len(task_labels(config.task)))
+        binary = config.task == "binary"
         return {"status": "ok", "model_loaded": True, "version": __version__, "lm": config.lm, "lang": config.lang,
-                "ecg_input": config.ecg_input, "threshold": float(af_probability(decision_log_odds(model.calibration))),
-                "threshold_log_odds": decision_log_odds(model.calibration),
+                "ecg_input": config.ecg_input, "task": config.task, "outcomes": list(task_labels(config.task)),
+                "threshold": float(af_probability(rule)) if binary else None,
+                "threshold_log_odds": rule if binary else None, "class_offsets": None if binary else list(rule),
                 "calibrated": model.calibration is not None, "diagnosed": service.counts,
                 "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_seconds": limits.max_seconds,
                            "max_samples": limits.max_samples}}

@@ -27,13 +27,20 @@ function showAnswer() {
 
 function show(result) {
   current = result;
-  $("decision").textContent = result.af ? "Atrial fibrillation" : "No atrial fibrillation";
-  $("decision").className = result.af ? "af" : "normal";
+  $("decision").textContent = result.outcome_title;
+  $("decision").className = {N: "normal", A: "af", O: "other", "~": "noisy"}[result.outcome];
+  $("advice").textContent = result.advice;
   $("p-af").textContent = result.p_af.toFixed(3);
-  $("threshold").textContent = result.threshold.toFixed(3);
-  // What the decision compares: P(AF) reads 1.000 for any confident model, the log-odds stay apart.
   const signed = (v) => (v >= 0 ? "+" : "") + v.toFixed(2);
-  $("log-odds").textContent = `${signed(result.log_odds)} against ${signed(result.threshold_log_odds)}`;
+  const validated = result.calibrated ? "chosen on validation" : "not validated";
+  if (result.threshold === null) {  // a four-class model: the likeliest class after its validated offsets
+    $("rule").textContent = "P of each class " + Object.entries(result.class_probabilities)
+      .map(([label, p]) => `${label} ${p.toFixed(3)}`).join(", ") + ` (offsets ${validated})`;
+  } else {
+    // What the decision compares: P(AF) reads 1.000 for any confident model, the log-odds stay apart.
+    $("rule").textContent = `threshold ${result.threshold.toFixed(3)} (${validated}) · log-odds ` +
+      `${signed(result.log_odds)} against ${signed(result.threshold_log_odds)}`;
+  }
   $("seconds").textContent = result.seconds;
   $("fs-input").textContent = result.fs_input;
   const body = $("rhythm").querySelector("tbody");
