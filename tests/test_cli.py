@@ -56,10 +56,14 @@ def test_configs_validate_themselves():
         dataclasses.replace(LLM_PRESETS["cpu"][1], schedule="step")
 
 
-def test_the_llm_trainer_refuses_a_four_class_split(small_cinc, smoke_encoder, tmp_path, capsys):
-    split = tmp_path / "four.json"
-    assert main(["-q", "data", "split", str(small_cinc), "--out", str(split), "--task", "four"]) == 0
-    assert main(["-q", "llm", "train", "--data", str(small_cinc), "--split", str(split), "--encoder",
-                 str(smoke_encoder), "--out", str(tmp_path / "llm"), "--preset", "smoke"]) == 2
-    assert "binary task, but this split is of the 'four' task" in capsys.readouterr().err
-    assert not (tmp_path / "llm").exists()
+def test_a_model_is_evaluated_only_on_a_split_of_its_own_task(small_cinc, tmp_path, capsys):
+    import dataclasses
+
+    from ecgllm.encoder import ENCODER_PRESETS, MSCNN
+
+    split = tmp_path / "binary.json"
+    assert main(["-q", "data", "split", str(small_cinc), "--out", str(split)]) == 0
+    MSCNN(dataclasses.replace(ENCODER_PRESETS["smoke"], task="four")).save_pretrained(tmp_path / "enc")
+    assert main(["-q", "encoder", "evaluate", "--model", str(tmp_path / "enc"), "--data", str(small_cinc), "--split",
+                 str(split)]) == 2
+    assert "four task, but this split is of the 'binary' task" in capsys.readouterr().err

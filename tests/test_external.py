@@ -143,3 +143,37 @@ def test_ludb_records_are_labelled_by_their_header_rhythm(smoke_model_dir, ludb_
                  "atrial fibrillation,atrial flutter"]) == 0
     labels = {p["record"]: p["label"] for p in csv.DictReader((flutter_too / "pieces.csv").open())}
     assert labels == {"1": "0", "2": "0", "8": "1", "35": "1"}
+
+
+def test_a_four_class_model_on_ludb_records_reports_its_outcomes(smoke_encoder, ludb_dir, tmp_path, capsys):
+    """Records mode with a four-class model: AF decisions are its outcomes (here set by offsets that make "another
+    rhythm" win), the per-rhythm table counts every outcome, and the windows mode (log-odds only) is refused."""
+    import dataclasses
+
+    import torch
+
+    from ecgllm.llm.calibration import Calibration
+    from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+    from ecgllm.llm.modeling_ecgllm import ECGLLM
+
+    data = tmp_path / "ludb"
+    data.mkdir()
+    for record in ("1", "8"):  # sinus bradycardia, AF
+        for suffix in (".hea", ".dat"):
+            shutil.copy(ludb_dir / "data" / f"{record}{suffix}", data / f"{record}{suffix}")
+    torch.manual_seed(0)
+    model = ECGLLM.build(dataclasses.replace(LLM_PRESETS["smoke"][0], task="four"), smoke_encoder)
+    model.calibration = Calibration(0.0, "test", (0.0, 0.0, 80.0, 0.0))
+    model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "out"
+    assert main(["-q", "evaluate-external", "--wfdb", str(data), "--model", str(tmp_path / "model"), "--out", str(out),
+                 "--mode", "records", "--lead", "ii", "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "four" and "threshold" not in metrics["overall"]
+    assert {r["rhythm"]: r["outcomes"] for r in metrics["per_rhythm"]} == {"Sinus bradycardia": {"O": 1},
+                                                                          "Atrial fibrillation": {"O": 1}}
+    assert metrics["overall"]["confusion_matrix"] == {"tn": 1, "fp": 0, "fn": 1, "tp": 0}
+    assert "decided by the model's class offsets" in (out / "metrics.txt").read_text()
+    assert main(["-q", "evaluate-external", "--wfdb", str(data), "--model", str(tmp_path / "model"), "--out", str(out),
+                 "--mode", "windows", "--device", "cpu"]) == 2
+    assert "--mode segments or --mode records" in capsys.readouterr().err

@@ -57,16 +57,22 @@ def bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, threshold
 
 def evaluate_predictions(labels, probabilities, threshold: float, n_resamples: int = 1000, seed: int = 0) -> dict:
     """Metrics, intervals and confusion matrix of one system on one set of records, ready for JSON."""
-    labels = np.asarray(labels).astype(int)
     probabilities = np.asarray(probabilities, dtype=float)
-    predicted = (probabilities >= threshold).astype(int)
+    return {**evaluate_decisions(labels, probabilities >= threshold, probabilities, n_resamples, seed),
+            "threshold": float(threshold)}
+
+
+def evaluate_decisions(labels, predicted, scores, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """As `evaluate_predictions`, for AF decisions made by another rule (e.g. a four-class model's), ranked by
+    `scores`."""
+    labels, predicted = np.asarray(labels).astype(int), np.asarray(predicted).astype(int)
+    scores = np.asarray(scores, dtype=float)
     matrix = confusion_matrix(labels, predicted, labels=[0, 1])
     return {
         "n_records": int(len(labels)),
         "n_positive": int(labels.sum()),
-        "threshold": float(threshold),
-        "metrics": {k: float(v) for k, v in binary_metrics(labels, probabilities, threshold).items()},
-        "intervals_95": bootstrap_intervals(labels, probabilities, threshold, n_resamples, seed),
+        "metrics": {k: float(v) for k, v in decision_metrics(labels, predicted, scores).items()},
+        "intervals_95": bootstrap(decision_metrics, (labels, predicted, scores), n_resamples, seed),
         "confusion_matrix": {"tn": int(matrix[0, 0]), "fp": int(matrix[0, 1]),
                              "fn": int(matrix[1, 0]), "tp": int(matrix[1, 1])},
     }
@@ -74,7 +80,8 @@ def evaluate_predictions(labels, probabilities, threshold: float, n_resamples: i
 
 def format_evaluation(title: str, result: dict) -> str:
     """A readable block: one metric a line with its interval, then the confusion matrix."""
-    lines = [f"{title}: {result['n_records']} records, {result['n_positive']} AF, threshold {result['threshold']:.4f}"]
+    rule = f"threshold {result['threshold']:.4f}" if "threshold" in result else "decided by the model's class offsets"
+    lines = [f"{title}: {result['n_records']} records, {result['n_positive']} AF, {rule}"]
     for name in METRIC_NAMES:
         low, high = result["intervals_95"][name]
         lines.append(f"  {name:<12} {result['metrics'][name]:.4f}  (95% CI {low:.4f}-{high:.4f})")

@@ -27,8 +27,8 @@ import wfdb
 from ecgllm.configuration_utils import check_choice, check_range, setting
 from ecgllm.data.preprocess import resample, window_starts
 from ecgllm.data.readers import Recording, read_recording
-from ecgllm.errors import DataFolderError, RecordError
-from ecgllm.evaluation.metrics import binary_metrics, evaluate_predictions, format_evaluation
+from ecgllm.errors import DataFolderError, RecordError, SettingError
+from ecgllm.evaluation.metrics import binary_metrics, evaluate_decisions, evaluate_predictions, format_evaluation
 from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser
 from ecgllm.llm.calibration import af_probability, decision_log_odds
 from ecgllm.llm.chat import ChatFormatter
@@ -176,20 +176,22 @@ def diagnose_pieces(model: ECGLLM, pieces: list[dict], config: ExternalConfig, p
                 failures.append({"file": f"{piece['record']} {piece['start_s']}-{piece['end_s']} s",
                                  "error": outcome.reason})
                 continue
-            rows.append({**described, "log_odds": outcome.log_odds, "p_af": outcome.p_af, "called_af": int(outcome.af),
-                         "numbers_grounded": outcome.numbers_grounded, "answer": outcome.answer})
+            rows.append({**described, "log_odds": outcome.log_odds, "p_af": outcome.p_af, "outcome": outcome.outcome,
+                         "called_af": int(outcome.af), "numbers_grounded": outcome.numbers_grounded,
+                         "answer": outcome.answer})
     return rows, failures
 
 
 def per_rhythm(rows: list[dict]) -> list[dict]:
     """For each rhythm: its pieces, how many were called AF, and that share (the sensitivity for an AF rhythm, 1 -
-    specificity for the others), most frequent rhythm first."""
+    specificity for the others), and how many got each outcome; most frequent rhythm first."""
     table = {}
     for row in rows:
         entry = table.setdefault(row["rhythm"], {"rhythm": row["rhythm"], "af": bool(row["label"]), "n": 0,
-                                                 "called_af": 0})
+                                                 "called_af": 0, "outcomes": {}})
         entry["n"] += 1
         entry["called_af"] += row["called_af"]
+        entry["outcomes"][row["outcome"]] = entry["outcomes"].get(row["outcome"], 0) + 1
     return [{**e, "share_called_af": e["called_af"] / e["n"]} for e in sorted(table.values(), key=lambda e: -e["n"])]
 
 
@@ -279,10 +281,13 @@ def evaluate_external(model: ECGLLM, folder: str | Path, out_dir: str | Path, co
     config = config or ExternalConfig()
     folder, out_dir = Path(folder), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    four_class = model.config.task == "four"
+    if four_class and config.mode == "windows":
+        raise SettingError("the windows mode scores a two-class model's log-odds; a four-class model is evaluated "
+                           "with --mode segments or --mode records (each piece diagnosed, one outcome of four)")
     threshold = decision_log_odds(model.calibration)
     if model.calibration is None:
-        logger.warning("this model has no calibration (it was never evaluated): decisions are made at the "
-                       "unvalidated P(AF) 0.5")
+        logger.warning("this model has no calibration (it was never evaluated): its decisions are not validated")
     headers = find_records(folder)
     if config.mode == "windows":
         rows, tables, failures = _score_windows(model, headers, config, threshold, progress)
@@ -296,10 +301,13 @@ def evaluate_external(model: ECGLLM, folder: str | Path, out_dir: str | Path, co
 
     labels = np.array([r["label"] for r in rows])
     scores = np.array([r["log_odds"] for r in rows])
-    result = {"folder": str(folder), "mode": config.mode, "unit": unit, "config": asdict(config),
-              "score": "log-odds", "threshold": threshold, "threshold_p_af": float(af_probability(threshold)),
-              "calibrated": model.calibration is not None,
-              "overall": evaluate_predictions(labels, scores, threshold), **tables, "failures": failures}
+    rule = {"decided_by": "class offsets chosen on the model's validation split"} if four_class else \
+        {"threshold": threshold, "threshold_p_af": float(af_probability(threshold))}
+    overall = evaluate_decisions(labels, [r["called_af"] for r in rows], scores) if four_class else \
+        evaluate_predictions(labels, scores, threshold)
+    result = {"folder": str(folder), "mode": config.mode, "unit": unit, "config": asdict(config), "task":
+              model.config.task, "score": "log-odds", **rule, "calibrated": model.calibration is not None,
+              "overall": overall, **tables, "failures": failures}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     (out_dir / "metrics.txt").write_text(format_external(result) + "\n")
     tables_out = {"windows.csv": rows, "records.csv": tables["records"]} if config.mode == "windows" else \
@@ -324,12 +332,13 @@ def format_external(result: dict) -> str:
                          f"{share(r['sensitivity']):>8}{share(r['specificity']):>8}"
                          f"{r['annotated_af_burden']:>20.3f} / {r['predicted_af_burden']:.3f}")
     else:
-        lines = [f"{'rhythm':<36}{'AF?':>5}{'pieces':>8}{'called AF':>11}{'share':>8}"]
+        lines = [f"{'rhythm':<36}{'AF?':>5}{'pieces':>8}{'called AF':>11}{'share':>8}  outcomes"]
         for r in result["per_rhythm"]:
+            outcomes = " ".join(f"{k} {v}" for k, v in sorted(r.get("outcomes", {}).items()))
             lines.append(f"{r['rhythm'][:35]:<36}{'yes' if r['af'] else 'no':>5}{r['n']:>8}{r['called_af']:>11}"
-                         f"{r['share_called_af']:>8.3f}")
+                         f"{r['share_called_af']:>8.3f}  {outcomes}")
     failures = [f"  {f['file']}: {f['error']}" for f in result["failures"]]
     return "\n\n".join([
-        format_evaluation(f"external validation on {result['folder']}, {result['unit']} (threshold from the "
+        format_evaluation(f"external validation on {result['folder']}, {result['unit']} (decision rule from the "
                           f"model's own validation split)", result["overall"]),
         "\n".join(lines)] + (["left out:\n" + "\n".join(failures)] if failures else []))
