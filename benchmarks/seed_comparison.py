@@ -24,11 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split, make_fold_split
+from ecgllm.evaluation.compare import mean_sd, paired_over_runs
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.training import train_llm
 from ecgllm.modeling_utils import CONFIG_NAME
@@ -73,19 +71,6 @@ def train_variant(name: str, layout: RunLayout, data: Path, preset: str, seed: i
     return llm_figures(json.loads(metrics.read_text()))
 
 
-def mean_sd(values: list[float]) -> dict:
-    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
-
-
-def paired(differences: list[float]) -> dict:
-    """Mean LLM - CNN difference over runs with a 95 % t interval (the runs are the units)."""
-    n, mean = len(differences), float(np.mean(differences))
-    if n < 2:
-        return {"mean": mean, "interval_95": None}
-    half = stats.t.ppf(0.975, n - 1) * np.std(differences, ddof=1) / np.sqrt(n)
-    return {"mean": mean, "interval_95": [mean - half, mean + half]}
-
-
 def summarise(per_seed: dict[str, dict]) -> dict:
     seeds = sorted(per_seed)
     out = {"validation_f1": mean_sd([per_seed[s]["validation_f1"] for s in seeds])}
@@ -93,7 +78,7 @@ def summarise(per_seed: dict[str, dict]) -> dict:
         llm = [per_seed[s]["llm"][metric] for s in seeds]
         cnn = [per_seed[s]["cnn"][metric] for s in seeds]
         out[metric] = {"llm": mean_sd(llm), "cnn": mean_sd(cnn),
-                       "llm_minus_cnn": paired([a - b for a, b in zip(llm, cnn)])}
+                       "llm_minus_cnn": paired_over_runs([a - b for a, b in zip(llm, cnn)])}
     return out
 
 
@@ -137,7 +122,7 @@ def main() -> None:
         if fold is not None and not layout.split.exists():  # `run` reuses a split it finds
             labels = load_cinc_folder(args.data, task="binary", progress=False).labels
             make_fold_split(labels, "binary", args.folds, fold, seed).save(layout.split)
-        result = run(args.data, layout.root, args.preset, seed, evaluation=SCORE_ONLY)
+        result = run(args.data, layout.root, args.preset, seed, evaluation=SCORE_ONLY, task="binary")
         systems["preset"][name] = llm_figures(result["llm"])
     for variant in args.variant:
         for name, seed, _ in runs:

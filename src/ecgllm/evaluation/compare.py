@@ -1,6 +1,8 @@
-"""Paired comparisons of two systems on the same records: McNemar's exact test and a paired bootstrap."""
+"""Paired comparisons of two systems on the same records (McNemar's exact test, a paired bootstrap) and over runs
+(several seeds: the runs are the units)."""
 
 import numpy as np
+from scipy import stats
 from scipy.stats import binomtest
 
 from ecgllm.evaluation.metrics import binary_metrics
@@ -30,3 +32,16 @@ def paired_bootstrap(labels, p_a, threshold_a, p_b, threshold_b, metric: str = "
     return {"metric": metric, "difference": float(point),
             "interval_95": (float(np.nanquantile(diffs, 0.025)), float(np.nanquantile(diffs, 0.975))),
             "share_b_better": float(np.mean(diffs > 0))}
+
+
+def mean_sd(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
+def paired_over_runs(differences: list[float]) -> dict:
+    """Mean difference of two systems over runs (seeds) with a 95 % t interval: the runs are the units."""
+    n, mean = len(differences), float(np.mean(differences))
+    if n < 2:
+        return {"mean": mean, "interval_95": None}
+    half = stats.t.ppf(0.975, n - 1) * np.std(differences, ddof=1) / np.sqrt(n)
+    return {"mean": mean, "interval_95": [mean - half, mean + half]}
