@@ -6,13 +6,16 @@ seed (the first of `--seeds`): fold k is the test set of run k, so every record 
 instead of 111). Variants retrain only the LLM of each seed's run, with
 some of its settings changed, on the same split, encoder and feature cache. Both systems are compared on the same
 test records at thresholds chosen on validation (the CNN averaged over the record's windows, as the cpu LLM sees
-it).
+it). `--task four` runs the four-class task (`ecgllm run --task four`): the challenge score (mean F1 of N, A, O),
+AF-vs-rest F1 and ROC AUC over all four classes, N-vs-A F1 on the binary split's test records and the shares of O and
+~ records called AF, each system at the class offsets it chose on validation.
 
     python benchmarks/seed_comparison.py --data ../shared/data/cinc2017/training2017 --out runs/seeds \\
-        --seeds 42 1 7 [--variant no-verdict] [--variant cross-fit] [--folds 5]
+        --seeds 42 1 7 [--task four] [--variant no-verdict] [--variant cross-fit] [--folds 5]
 
 Prints validation figures first (choose a variant on these), then test figures: per run, mean +- SD, and the paired
-difference LLM - CNN with a t interval over runs. Writes benchmarks/results/seed_comparison_<preset>.json.
+difference LLM - CNN with a t interval over runs. Writes benchmarks/results/seed_comparison_<preset>.json
+(seed_comparison_four_<preset>.json for the four-class task).
 A finished seed or variant is read back, not retrained, so the command resumes where it stopped.
 """
 
@@ -40,20 +43,35 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     # Each training record's verdict from one of 5 encoders trained without it (llm/cross_fit.py).
     "cross-fit": ({}, {"verdict_folds": 5}),
 }
-METRICS = ("f1", "roc_auc", "pr_auc")
+# Test figures of each task, and the validation figure a variant is chosen on.
+METRICS = {"binary": ("f1", "roc_auc", "pr_auc"),
+           "four": ("challenge_score", "af_f1", "af_roc_auc", "n_vs_a_f1", "o_called_af", "noisy_called_af")}
+VALIDATION = {"binary": "validation_f1", "four": "validation_challenge_score"}
+FOUR_CLASS_FIGURES = {"challenge_score": ("four_class", "challenge_score"), "af_f1": ("af_vs_rest", "f1"),
+                      "af_roc_auc": ("af_vs_rest", "roc_auc"), "n_vs_a_f1": ("n_vs_a", "f1")}
+
+
+def four_class_figures(result: dict) -> dict:
+    """One system's figures from its four-class evaluation block."""
+    return {**{name: result[block]["metrics"][metric] for name, (block, metric) in FOUR_CLASS_FIGURES.items()},
+            "o_called_af": result["called_af"]["O"], "noisy_called_af": result["called_af"]["~"]}
 
 
 def llm_figures(result: dict) -> dict:
-    cnn = result["comparison_with_task1"]["whole"]["cnn"]
+    whole = result["comparison_with_task1"]["whole"]
+    if result.get("task") == "four":
+        return {"validation_challenge_score": result["validation"]["metrics"]["challenge_score"],
+                "llm": four_class_figures(result["scoring"]), "cnn": four_class_figures(whole["cnn"]),
+                "mcnemar": whole["llm_minus_cnn"]["mcnemar"], "n_test": result["scoring"]["n_records"]}
     return {"validation_f1": result["validation"]["metrics"]["f1"],
             "validation_roc_auc": result["validation"]["metrics"]["roc_auc"],
-            "llm": {m: result["scoring"]["metrics"][m] for m in METRICS},
-            "cnn": {m: cnn["metrics"][m] for m in METRICS},
-            "mcnemar": result["comparison_with_task1"]["whole"]["mcnemar"],
+            "llm": {m: result["scoring"]["metrics"][m] for m in METRICS["binary"]},
+            "cnn": {m: whole["cnn"]["metrics"][m] for m in METRICS["binary"]},
+            "mcnemar": whole["mcnemar"],
             "n_test": result["scoring"]["n_records"], "n_test_af": result["scoring"]["n_positive"]}
 
 
-def train_variant(name: str, layout: RunLayout, data: Path, preset: str, seed: int) -> dict:
+def train_variant(name: str, layout: RunLayout, data: Path, preset: str, seed: int, task: str) -> dict:
     """The seed's run with only the LLM changed; written to RUN/variants/NAME."""
     model_changes, training_changes = VARIANTS[name]
     model_config, train_config, _ = LLM_PRESETS[RUN_PRESETS[preset][1]]
@@ -62,7 +80,7 @@ def train_variant(name: str, layout: RunLayout, data: Path, preset: str, seed: i
     folder = layout.root / "variants" / name
     metrics = folder / "eval" / "metrics.json"
     if not metrics.exists():
-        dataset = load_cinc_folder(data, task="binary", progress=False)
+        dataset = load_cinc_folder(data, task=task, progress=False)
         split = Split.load(layout.split)
         if not (folder / "final" / CONFIG_NAME).exists():
             train_llm(dataset, split, layout.encoder, folder, model_config, train_config, layout.cache)
@@ -71,10 +89,10 @@ def train_variant(name: str, layout: RunLayout, data: Path, preset: str, seed: i
     return llm_figures(json.loads(metrics.read_text()))
 
 
-def summarise(per_seed: dict[str, dict]) -> dict:
+def summarise(per_seed: dict[str, dict], task: str) -> dict:
     seeds = sorted(per_seed)
-    out = {"validation_f1": mean_sd([per_seed[s]["validation_f1"] for s in seeds])}
-    for metric in METRICS:
+    out = {VALIDATION[task]: mean_sd([per_seed[s][VALIDATION[task]] for s in seeds])}
+    for metric in METRICS[task]:
         llm = [per_seed[s]["llm"][metric] for s in seeds]
         cnn = [per_seed[s]["cnn"][metric] for s in seeds]
         out[metric] = {"llm": mean_sd(llm), "cnn": mean_sd(cnn),
@@ -82,20 +100,20 @@ def summarise(per_seed: dict[str, dict]) -> dict:
     return out
 
 
-def format_table(name: str, per_seed: dict[str, dict], summary: dict) -> str:
-    lines = [f"{name}: test, {len(per_seed)} runs", f"{'run':>8} {'LLM F1':>8} {'CNN F1':>8} {'LLM AUC':>8} "
-             f"{'CNN AUC':>8} {'LLM PR':>8} {'CNN PR':>8} {'McNemar CNN/LLM only':>22}"]
+def format_table(name: str, per_seed: dict[str, dict], summary: dict, task: str) -> str:
+    metrics = METRICS[task]
+    lines = [f"{name}: test, {len(per_seed)} runs (LLM / CNN)",
+             f"{'run':>8} " + " ".join(f"{m:>21}" for m in metrics) + f" {'McNemar CNN/LLM only':>22}"]
     for seed, f in sorted(per_seed.items()):
         mc = f["mcnemar"]
-        lines.append(f"{seed:>8} {f['llm']['f1']:8.4f} {f['cnn']['f1']:8.4f} {f['llm']['roc_auc']:8.4f} "
-                     f"{f['cnn']['roc_auc']:8.4f} {f['llm']['pr_auc']:8.4f} {f['cnn']['pr_auc']:8.4f} "
-                     f"{mc['only_a_right']:>11}/{mc['only_b_right']}")
-    for metric in METRICS:
+        lines.append(f"{seed:>8} " + " ".join(f"{f['llm'][m]:>10.4f}/{f['cnn'][m]:<10.4f}" for m in metrics)
+                     + f" {mc['only_a_right']:>11}/{mc['only_b_right']}")
+    for metric in metrics:
         s = summary[metric]
         d = s["llm_minus_cnn"]
         interval = "" if d["interval_95"] is None else f" (95% CI {d['interval_95'][0]:+.4f} to " \
                                                        f"{d['interval_95'][1]:+.4f})"
-        lines.append(f"{metric:>8}: LLM {s['llm']['mean']:.4f} +- {s['llm']['sd']:.4f}, CNN {s['cnn']['mean']:.4f} "
+        lines.append(f"{metric:>16}: LLM {s['llm']['mean']:.4f} +- {s['llm']['sd']:.4f}, CNN {s['cnn']['mean']:.4f} "
                      f"+- {s['cnn']['sd']:.4f}; LLM - CNN {d['mean']:+.4f}{interval}")
     return "\n".join(lines)
 
@@ -106,11 +124,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder of the runs, one per seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 7])
     parser.add_argument("--preset", default="cpu", choices=sorted(RUN_PRESETS))
+    parser.add_argument("--task", default="binary", choices=sorted(METRICS))
     parser.add_argument("--variant", action="append", default=[], choices=sorted(VARIANTS))
     parser.add_argument("--folds", type=int, default=None, help="K folds of the first seed instead of seeds")
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args()
-    results = args.results or Path(__file__).parent / "results" / f"seed_comparison_{args.preset}.json"
+    task = args.task
+    results = args.results or Path(__file__).parent / "results" / \
+        f"seed_comparison_{'four_' if task == 'four' else ''}{args.preset}.json"
 
     started = time.perf_counter()
     systems: dict[str, dict[str, dict]] = {"preset": {}, **{v: {} for v in args.variant}}
@@ -120,24 +141,26 @@ def main() -> None:
     for name, seed, fold in runs:
         layout = RunLayout(args.out / name)
         if fold is not None and not layout.split.exists():  # `run` reuses a split it finds
-            labels = load_cinc_folder(args.data, task="binary", progress=False).labels
-            make_fold_split(labels, "binary", args.folds, fold, seed).save(layout.split)
-        result = run(args.data, layout.root, args.preset, seed, evaluation=SCORE_ONLY, task="binary")
+            labels = load_cinc_folder(args.data, task=task, progress=False).labels
+            make_fold_split(labels, task, args.folds, fold, seed).save(layout.split)
+        result = run(args.data, layout.root, args.preset, seed, evaluation=SCORE_ONLY, task=task)
         systems["preset"][name] = llm_figures(result["llm"])
     for variant in args.variant:
         for name, seed, _ in runs:
-            systems[variant][name] = train_variant(variant, RunLayout(args.out / name), args.data, args.preset, seed)
-    summaries = {name: summarise(per_seed) for name, per_seed in systems.items()}
+            systems[variant][name] = train_variant(variant, RunLayout(args.out / name), args.data, args.preset, seed,
+                                                   task)
+    summaries = {name: summarise(per_seed, task) for name, per_seed in systems.items()}
 
-    print("validation F1 (the only figure to choose a variant on):")
+    print(f"{VALIDATION[task].replace('_', ' ')} (the only figure to choose a variant on):")
     for name, s in summaries.items():
-        print(f"  {name:>12}: {s['validation_f1']['mean']:.4f} +- {s['validation_f1']['sd']:.4f}")
+        print(f"  {name:>12}: {s[VALIDATION[task]]['mean']:.4f} +- {s[VALIDATION[task]]['sd']:.4f}")
     for name in systems:
-        print("\n" + format_table(name, systems[name], summaries[name]))
+        print("\n" + format_table(name, systems[name], summaries[name], task))
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({
         "command": "python " + " ".join(sys.argv), "machine": f"{platform.node()}, {platform.processor()}",
-        "evaluation": "scoring only, thresholds chosen on validation; CNN averaged over the record's windows",
+        "task": task, "evaluation": "scoring only, thresholds (four classes: class offsets) chosen on validation; CNN "
+                                    "averaged over the record's windows",
         "variants": {name: VARIANTS[name] for name in args.variant},
         "per_run": systems, "summary": summaries, "wall_seconds": round(time.perf_counter() - started)},
         indent=2))
