@@ -35,8 +35,24 @@ def test_choose_examples_covers_right_and_wrong():
             for i, (label, decision, p) in enumerate([(1, 1, 0.99), (1, 1, 0.7), (0, 0, 0.01), (0, 1, 0.6),
                                                       (1, 0, 0.2), (1, 0, 0.45)])]
     chosen = choose_examples(rows, per_kind=1)
-    assert [(kind, row["record"]) for kind, row in chosen] == [
-        ("correct AF", "r0"), ("correct normal", "r2"), ("false alarm", "r3"), ("missed AF", "r4")]
+    assert [(heading, row["record"]) for heading, row in chosen] == [
+        ("correct AF (label AF, P(AF) 0.990)", "r0"), ("correct normal (label not AF, P(AF) 0.010)", "r2"),
+        ("false alarm (label not AF, P(AF) 0.600)", "r3"), ("missed AF (label AF, P(AF) 0.200)", "r4")]
+
+
+def test_four_class_examples_are_the_most_confident_right_and_wrong_of_each_class():
+    from ecgllm.runs.report import choose_four_class_examples
+
+    def row(name, label, decision, confidence):
+        log_p = {c: -5.0 for c in "NAO~"}
+        log_p["NAO~"[decision]] = confidence
+        return {"record": name, "label": label, "decision": decision, **{f"log_p_{c}": v for c, v in log_p.items()}}
+
+    rows = [row("n1", 0, 0, -0.1), row("n2", 0, 0, -0.5), row("n3", 0, 2, -0.3), row("a1", 1, 1, -0.2),
+            row("o1", 2, 1, -0.4), row("o2", 2, 1, -0.05)]
+    chosen = [(heading, r["record"]) for heading, r in choose_four_class_examples(rows)]
+    assert chosen == [("label N, decided N (right)", "n1"), ("label N, decided O (wrong)", "n3"),
+                      ("label A, decided A (right)", "a1"), ("label O, decided A (wrong)", "o2")]
 
 
 def test_report_on_unfinished_run_names_what_is_missing(tmp_path):
