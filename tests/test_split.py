@@ -14,7 +14,7 @@ def test_real_data_check_and_split(cinc_dir, tmp_path, capsys):
     assert (len(split.train), len(split.val), len(split.test)) == (4340, 579, 869)
     assert sum(split.labels[i] for i in split.test) == 111
     assert not set(split.train) & set(split.val) | set(split.train) & set(split.test) | set(split.val) & set(split.test)
-    assert "test 869 (class 1: 111)" in capsys.readouterr().out
+    assert "test 869 (N 758, A 111)" in capsys.readouterr().out
 
 
 def test_split_is_reproducible_and_checked(small_cinc, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from ecgllm.data.labels import task_labels
 from ecgllm.errors import DataFolderError, SettingError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -32,11 +33,13 @@ class Split:
         return getattr(self, name)
 
     def summary(self) -> str:
+        """Records per part and class, e.g. "test 869 (N 758, A 111)"."""
+        classes = task_labels(self.task)
         parts = []
         for name in SPLIT_NAMES:
             ids = self.ids(name)
-            positives = sum(self.labels[i] == 1 for i in ids)
-            parts.append(f"{name} {len(ids)} (class 1: {positives})")
+            counts = ", ".join(f"{c} {sum(self.labels[i] == k for i in ids)}" for k, c in enumerate(classes))
+            parts.append(f"{name} {len(ids)} ({counts})")
         return ", ".join(parts)
 
     def save(self, path: str | Path) -> None:
