@@ -9,6 +9,11 @@ from ecgllm.data.preprocess import aggregate_windows, record_windows
 from ecgllm.encoder.modeling_mscnn import MSCNN
 
 
+def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """The MS-CNN's logits -> P(AF) [N] (one logit: binary task) or P of each class [N, C]."""
+    return torch.sigmoid(logits) if logits.ndim == 1 else torch.softmax(logits, -1)
+
+
 @torch.no_grad()
 def window_probabilities(model: MSCNN, windows: np.ndarray, batch_size: int = 256, progress: bool = False,
                          desc: str = "windows") -> np.ndarray:
@@ -18,8 +23,7 @@ def window_probabilities(model: MSCNN, windows: np.ndarray, batch_size: int = 25
     out = []
     for start in tqdm(range(0, len(windows), batch_size), desc=desc, unit="batch", disable=not progress):
         batch = torch.from_numpy(np.ascontiguousarray(windows[start:start + batch_size])).unsqueeze(1).to(device)
-        logits = model(batch).float()
-        out.append((torch.sigmoid(logits) if logits.ndim == 1 else torch.softmax(logits, -1)).cpu().numpy())
+        out.append(probabilities_from_logits(model(batch).float()).cpu().numpy())
     if not out:
         return np.zeros((0,) if model.config.num_outputs == 1 else (0, model.config.num_outputs), dtype=np.float32)
     return np.concatenate(out)

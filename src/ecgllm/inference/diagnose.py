@@ -25,6 +25,7 @@ import torch
 
 from ecgllm.data.labels import task_labels
 from ecgllm.data.preprocess import resample, window_starts
+from ecgllm.encoder.predict import probabilities_from_logits
 from ecgllm.errors import RecordError
 from ecgllm.evaluation.four_class import AF, af_log_odds
 from ecgllm.llm.answers import numbers_grounded
@@ -133,8 +134,8 @@ def aggregate_scores(scores: np.ndarray, method: str):
 
 def _encoder_p_af(logits: torch.Tensor) -> np.ndarray:
     """The encoder's P(AF) of each window from its logit(s): [W] (two classes) or [W, C]."""
-    p = torch.sigmoid(logits) if logits.ndim == 1 else torch.softmax(logits, -1)[:, AF]
-    return p.float().cpu().numpy()
+    p = probabilities_from_logits(logits.float())
+    return (p if p.ndim == 1 else p[:, AF]).cpu().numpy()
 
 
 class Diagnoser:

@@ -244,13 +244,12 @@ def evaluate_llm_four_class(model: ECGLLM, val_examples: list[Example], test_exa
     (out_dir / "metrics.txt").write_text(format_llm_result(result) + "\n")
     columns = [f"log_p_{c}" for c in FOUR_CLASSES]
     for name, examples, scores, texts in (("validation_predictions.csv", val_examples, s_val, None),
-                                          ("predictions.csv", test_examples, s_test, answers)):
+                                          ("predictions.csv", test_examples, s_test, answers or [""] * len(labels))):
         with (out_dir / name).open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["record", "label", *columns, "decision"] + (["answer"] if texts is not None else []))
-            for i, e in enumerate(examples):
-                writer.writerow([e.record, e.label, *(f"{v:.6f}" for v in scores[i]), int(decide(scores[i:i + 1],
-                                 offsets)[0])] + ([texts[i] if texts else ""] if texts is not None else []))
+            for e, row, decision, *text in zip(examples, scores, decide(scores, offsets), *([texts] if texts else [])):
+                writer.writerow([e.record, e.label, *(f"{v:.6f}" for v in row), int(decision), *text])
     return result
 
 
