@@ -12,7 +12,7 @@ from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import IGNORE_INDEX, Example, TrainingCollator
 from ecgllm.llm.modeling_ecgllm import ECGLLM, with_rhythm
 from ecgllm.llm.scoring import PrefixCache, decision_scores, generate_answers
-from ecgllm.llm.training import feature_noise_std
+from ecgllm.llm.training import decision_position, feature_noise_std
 from ecgllm.rhythm import RHYTHM_FEATURES, RhythmEvidence
 
 EVIDENCE = [RhythmEvidence(n_beats=40, heart_rate_bpm=79, rr_cv=0.06, rmssd_ms=35, prr31=0.16, sd1_ms=25, sd2_ms=56),
@@ -105,6 +105,37 @@ def test_loss_only_on_answer(model, examples):
     assert model.projector[0].weight.grad is not None
     assert all(p.grad is None for n, p in model.lm.named_parameters() if "lora_" not in n)
     model.zero_grad()
+
+
+def test_decision_weight_falls_on_the_token_that_tells_the_sentences_apart(model, examples):
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    position = decision_position(formatter, examples)
+    normal, af = formatter.decision_ids()
+    assert normal[:position] == af[:position] and normal[position] != af[position]
+    assert [e.answer_ids[position] for e in examples] == [(normal, af)[e.label][position] for e in examples]
+    pad_id = model.tokenizer.pad_token_id
+    weighted = TrainingCollator(pad_id, decision_position=position, decision_weight=10.0)(examples)
+    plain = TrainingCollator(pad_id)(examples)
+    assert "label_weights" not in plain
+    heavy = (weighted["label_weights"] == 10.0).nonzero().tolist()
+    assert heavy == [[row, len(e.prompt_ids) + position] for row, e in enumerate(examples)]
+    with torch.no_grad():
+        same = model(**{**plain, "label_weights": torch.ones(plain["labels"].shape)}).loss
+        assert torch.allclose(same, model(**plain).loss)  # weights of 1: the plain mean
+        # The weighted mean by hand from the per-token losses of the full head.
+        logits = model(plain["input_ids"], plain["attention_mask"], plain["ecg_features"]).logits[:, :-1].float()
+        targets = plain["labels"][:, 1:]
+        token_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100,
+                                                       reduction="none")
+        w = (weighted["label_weights"][:, 1:] * (targets != -100)).flatten()
+        assert torch.allclose(model(**weighted).loss, (token_loss * w).sum() / w.sum(), atol=1e-4)
+
+
+def test_an_answer_that_does_not_begin_with_its_sentence_is_refused(model, examples):
+    formatter = ChatFormatter(model.tokenizer, model.config)
+    broken = Example("bad", 1, examples[0].features, EVIDENCE[0], examples[0].prompt_ids, examples[0].answer_ids)
+    with pytest.raises(ValueError, match="record bad"):
+        decision_position(formatter, [broken])
 
 
 def test_answer_only_head_gives_the_full_heads_loss(model, examples):

@@ -53,6 +53,15 @@ class ChatFormatter:
         compares."""
         return tuple(self._ids(s) for s in decision_sentences(self.config.lang, self.config.task))
 
+    def decision_position(self) -> int:
+        """How many tokens every decision sentence begins with: the token at this position is the first that tells
+        them apart, where the decision is made (the rest of each sentence follows from it)."""
+        sentences = self.decision_ids()
+        shared = 0
+        while shared < min(map(len, sentences)) - 1 and len({s[shared] for s in sentences}) == 1:
+            shared += 1
+        return shared
+
     def continuation_ids(self, label: int, evidence: RhythmEvidence | None) -> list[int]:
         """What the model was trained to say after decision sentence `label` (the evidence sentence and the end of the
         turn); [] where the trained answer does not tokenize as that sentence followed by the rest."""

@@ -61,12 +61,17 @@ def pad(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[t
 class TrainingCollator:
     """Right-padded prompt+answer; labels only on answer tokens (built from positions, not from the pad id,
     since pad can equal end-of-turn). With `noise_std` [D(+R)(+1)], Gaussian noise of that scale is added to the
-    projector's input of every example, afresh at each draw."""
+    projector's input of every example, afresh at each draw. With a `decision_weight` other than 1, the answer token
+    at `decision_position` (the one that tells the decision sentences apart) weighs that much in the loss, every other
+    answer token 1."""
 
-    def __init__(self, pad_id: int, noise_std: torch.Tensor | None = None, generator: torch.Generator | None = None):
+    def __init__(self, pad_id: int, noise_std: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 decision_position: int = 0, decision_weight: float = 1.0):
         self.pad_id = pad_id
         self.noise_std = noise_std
         self.generator = generator
+        self.decision_position = decision_position
+        self.decision_weight = decision_weight
 
     def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad([e.prompt_ids + e.answer_ids for e in examples], self.pad_id)
@@ -77,5 +82,10 @@ class TrainingCollator:
         features = torch.stack([e.features for e in examples])  # [B, k, D(+R)(+1)]
         if self.noise_std is not None:
             features = features + self.noise_std * torch.randn(features.shape, generator=self.generator)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-                "ecg_features": features}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "ecg_features": features}
+        if self.decision_weight != 1.0:
+            weights = torch.ones(labels.shape)
+            for row, e in enumerate(examples):
+                weights[row, len(e.prompt_ids) + self.decision_position] = self.decision_weight
+            batch["label_weights"] = weights
+        return batch

@@ -290,11 +290,12 @@ class ECGLLM(nn.Module):
                              f"{slots.sum(1).tolist()}")
         return embeddings.masked_scatter(slots.unsqueeze(-1), ecg)
 
-    def forward(self, input_ids, attention_mask, ecg_features, labels=None, logits_to_keep: int = 0,
-                use_cache: bool = False):
-        """With `labels` (-100 outside the answers), the loss is the mean cross-entropy of the answer tokens, and only
-        the positions from the one before the first answer token on go through the LM head: the head (151,936 x 4096
-        for Qwen3-8B) over every prompt position would cost time and ~0.5 GB of logits per batch for nothing."""
+    def forward(self, input_ids, attention_mask, ecg_features, labels=None, label_weights=None,
+                logits_to_keep: int = 0, use_cache: bool = False):
+        """With `labels` (-100 outside the answers), the loss is the mean cross-entropy of the answer tokens (weighted
+        by `label_weights` [B, T] where given), and only the positions from the one before the first answer token on
+        go through the LM head: the head (151,936 x 4096 for Qwen3-8B) over every prompt position would cost time and
+        ~0.5 GB of logits per batch for nothing."""
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # right or left padding alike
         embeddings = self.embed(input_ids, ecg_features)
         if labels is None:
@@ -309,7 +310,13 @@ class ECGLLM(nn.Module):
                       logits_to_keep=keep, use_cache=False)
         logits = out.logits[:, :-1].float()  # [B, keep - 1, V]: predicts tokens T - keep + 1 .. T - 1
         targets = labels[:, labels.shape[1] - keep + 1:]
-        out.loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        if label_weights is None:
+            out.loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+            return out
+        token_loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100,
+                                                 reduction="none")
+        weights = (label_weights[:, labels.shape[1] - keep + 1:] * (targets != -100)).flatten().to(token_loss)
+        out.loss = (token_loss * weights).sum() / weights.sum()
         return out
 
     @property

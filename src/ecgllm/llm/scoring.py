@@ -58,7 +58,7 @@ def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[i
     n = len(prompts)
     sentences = formatter.decision_ids()
     k = len(sentences)
-    shared = _shared_start(sentences)
+    shared = formatter.decision_position()
     prompts = [p + sentences[0][:shared] for p in prompts]
     if prefix is not None and prefix.matches(prompts):
         ids, rest_mask = pad([p[len(prefix):] for p in prompts], pad_id, side="left")
@@ -91,14 +91,6 @@ def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[i
         return sentence_ll
     after = rest[torch.arange(k * n, device=device), continuation_mask.sum(-1) - 1]  # [kn, V]: after each sentence
     return sentence_ll, out.cache, mask, after
-
-
-def _shared_start(sequences: tuple[list[int], ...]) -> int:
-    """How many tokens all `sequences` begin with in common, leaving each at least one of its own."""
-    shared = 0
-    while shared < min(map(len, sequences)) - 1 and len({s[shared] for s in sequences}) == 1:
-        shared += 1
-    return shared
 
 
 def _scores(sentence_ll: torch.Tensor) -> np.ndarray:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split, subset_ids
 from ecgllm.errors import CheckpointError, SettingError
+from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
 from ecgllm.llm.cross_fit import cross_fitted_verdicts
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
@@ -145,13 +146,24 @@ def feature_noise_std(examples: list[Example], noise: float, feature_dim: int) -
     return noise * std
 
 
-def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, feature_dim: int
+def decision_position(formatter: ChatFormatter, examples: list[Example]) -> int:
+    """Where in every answer the decision sentences first differ; each answer must begin with its own sentence up to
+    and including that token (the weight of `decision_weight` goes there)."""
+    position, sentences = formatter.decision_position(), formatter.decision_ids()
+    for e in examples:
+        if e.answer_ids[:position + 1] != sentences[e.label][:position + 1]:
+            raise ValueError(f"record {e.record}: its answer does not begin with its decision sentence's tokens")
+    return position
+
+
+def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, feature_dim: int, position: int
             ) -> tuple[DataLoader, list[torch.Generator]]:
     """The training batches, and the generators of their draws and noise (saved with a checkpoint, so that a resumed
     run draws what the uninterrupted one would have)."""
     generator = torch.Generator().manual_seed(config.seed)
     noise = torch.Generator().manual_seed(config.seed + 1)
-    collate = TrainingCollator(pad_id, feature_noise_std(examples, config.feature_noise, feature_dim), noise)
+    collate = TrainingCollator(pad_id, feature_noise_std(examples, config.feature_noise, feature_dim), noise,
+                               position, config.decision_weight)
     if config.balance == "oversample":
         labels = np.array([e.label for e in examples])
         counts = np.bincount(labels)
@@ -204,7 +216,10 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
 
-    loader, data_generators = _loader(examples, config, model.tokenizer.pad_token_id, model.config.feature_dim)
+    position = decision_position(ChatFormatter(model.tokenizer, model.config), examples) \
+        if config.decision_weight != 1.0 else 0
+    loader, data_generators = _loader(examples, config, model.tokenizer.pad_token_id, model.config.feature_dim,
+                                      position)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     # Counted as on one process: accelerate steps a prepared scheduler once per process at every update.
