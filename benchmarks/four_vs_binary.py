@@ -68,7 +68,7 @@ def main() -> None:
     log_p = np.array([[float(four_rows[i][f"log_p_{c}"]) for c in "NAO~"] for i in ids])
     four_af = np.array([int(four_rows[i]["decision"]) == AF for i in ids]).astype(int)
     binary_af = np.array([int(binary_rows[i]["decision"]) for i in ids])
-    binary_scores = np.array([float(binary_rows[i]["log_odds"]) for i in ids])
+    binary_scores = np.array([float(binary_rows[i]["p_af"]) for i in ids])  # in every version's predictions.csv
     results = {"four_run": str(args.four), "binary_run": str(args.binary), "seed": four_split.seed,
                "n_vs_a": {"n_records": len(ids), "n_af": int(labels.sum()),
                           "binary_llm": decision_metrics(labels, binary_af, binary_scores),
