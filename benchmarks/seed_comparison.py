@@ -11,7 +11,8 @@ AF-vs-rest F1 and ROC AUC over all four classes, N-vs-A F1 on the binary split's
 ~ records called AF, each system at the class offsets it chose on validation.
 
     python benchmarks/seed_comparison.py --data ../shared/data/cinc2017/training2017 --out runs/seeds \\
-        --seeds 42 1 7 [--task four] [--variant no-verdict] [--variant cross-fit] [--variant decision-weight] [--folds 5]
+        --seeds 42 1 7 [--task four] [--variant no-verdict] [--variant cross-fit] [--variant decision-weight] \\
+        [--folds 5]
 
 Prints validation figures first (choose a variant on these), then test figures: per run, mean +- SD, and the paired
 difference LLM - CNN with a t interval over runs. Writes benchmarks/results/seed_comparison_<preset>.json
@@ -42,7 +43,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "no-verdict": ({"verdict_input": False}, {}),
     # Each training record's verdict from one of 5 encoders trained without it (llm/cross_fit.py).
     "cross-fit": ({}, {"verdict_folds": 5}),
-    # The answer token where the decision sentences first differ weighs 10 in the loss, every other answer token 1.
+    # The answer tokens where the decision sentence parts from the others weigh 10 in the loss, every other one 1.
     "decision-weight": ({}, {"decision_weight": 10.0}),
 }
 # Test figures of each task, and the validation figure a variant is chosen on.

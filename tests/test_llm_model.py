@@ -1,5 +1,6 @@
 """The ECG-LLM on the real Qwen3 tokenizer and a tiny random Qwen3: splicing, masking, scoring, saving, bad inputs."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.data import IGNORE_INDEX, Example, TrainingCollator
 from ecgllm.llm.modeling_ecgllm import ECGLLM, with_rhythm
 from ecgllm.llm.scoring import PrefixCache, decision_scores, generate_answers
-from ecgllm.llm.training import decision_position, feature_noise_std
+from ecgllm.llm.training import branch_positions, feature_noise_std
 from ecgllm.rhythm import RHYTHM_FEATURES, RhythmEvidence
 
 EVIDENCE = [RhythmEvidence(n_beats=40, heart_rate_bpm=79, rr_cv=0.06, rmssd_ms=35, prr31=0.16, sd1_ms=25, sd2_ms=56),
@@ -107,18 +108,20 @@ def test_loss_only_on_answer(model, examples):
     model.zero_grad()
 
 
-def test_decision_weight_falls_on_the_token_that_tells_the_sentences_apart(model, examples):
+def test_decision_weight_falls_where_the_sentences_part(model, examples):
     formatter = ChatFormatter(model.tokenizer, model.config)
-    position = decision_position(formatter, examples)
+    positions = branch_positions(formatter, examples)
     normal, af = formatter.decision_ids()
-    assert normal[:position] == af[:position] and normal[position] != af[position]
-    assert [e.answer_ids[position] for e in examples] == [(normal, af)[e.label][position] for e in examples]
+    assert positions == [[formatter.common_start()]] * 2  # two sentences part once
+    (j,), _ = positions
+    assert normal[:j] == af[:j] and normal[j] != af[j]
+    assert [e.answer_ids[j] for e in examples] == [(normal, af)[e.label][j] for e in examples]
     pad_id = model.tokenizer.pad_token_id
-    weighted = TrainingCollator(pad_id, decision_position=position, decision_weight=10.0)(examples)
+    weighted = TrainingCollator(pad_id, branch_positions=positions, decision_weight=10.0)(examples)
     plain = TrainingCollator(pad_id)(examples)
     assert "label_weights" not in plain
     heavy = (weighted["label_weights"] == 10.0).nonzero().tolist()
-    assert heavy == [[row, len(e.prompt_ids) + position] for row, e in enumerate(examples)]
+    assert heavy == [[row, len(e.prompt_ids) + j] for row, e in enumerate(examples)]
     with torch.no_grad():
         same = model(**{**plain, "label_weights": torch.ones(plain["labels"].shape)}).loss
         assert torch.allclose(same, model(**plain).loss)  # weights of 1: the plain mean
@@ -131,11 +134,24 @@ def test_decision_weight_falls_on_the_token_that_tells_the_sentences_apart(model
         assert torch.allclose(model(**weighted).loss, (token_loss * w).sum() / w.sum(), atol=1e-4)
 
 
+def test_four_sentences_part_at_two_places(model):
+    """Normal, AF and other rhythm part from "too noisy" at "shows | is" (显示 | 噪声) and from each other a token or
+    two later: each of those tokens carries part of the decision."""
+    formatter = ChatFormatter(model.tokenizer, dataclasses.replace(model.config, task="four"))
+    sentences, positions = formatter.decision_ids(), formatter.branch_positions()
+    first = formatter.common_start()
+    assert [p[0] for p in positions] == [first] * 4 and positions[3] == [first]  # noisy parts once
+    assert all(len(p) >= 2 for p in positions[:3])
+    for s, p in zip(sentences, positions):
+        for j in p:  # another sentence shares everything before j and differs at j
+            assert any(o[:j] == s[:j] and o[j] != s[j] for o in sentences if o is not s)
+
+
 def test_an_answer_that_does_not_begin_with_its_sentence_is_refused(model, examples):
     formatter = ChatFormatter(model.tokenizer, model.config)
     broken = Example("bad", 1, examples[0].features, EVIDENCE[0], examples[0].prompt_ids, examples[0].answer_ids)
     with pytest.raises(ValueError, match="record bad"):
-        decision_position(formatter, [broken])
+        branch_positions(formatter, [broken])
 
 
 def test_answer_only_head_gives_the_full_heads_loss(model, examples):

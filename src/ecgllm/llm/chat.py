@@ -53,14 +53,23 @@ class ChatFormatter:
         compares."""
         return tuple(self._ids(s) for s in decision_sentences(self.config.lang, self.config.task))
 
-    def decision_position(self) -> int:
-        """How many tokens every decision sentence begins with: the token at this position is the first that tells
-        them apart, where the decision is made (the rest of each sentence follows from it)."""
+    def common_start(self) -> int:
+        """How many tokens every decision sentence begins with (leaving each at least one of its own): scoring runs
+        them once, with the prompt."""
         sentences = self.decision_ids()
         shared = 0
         while shared < min(map(len, sentences)) - 1 and len({s[shared] for s in sentences}) == 1:
             shared += 1
         return shared
+
+    def branch_positions(self) -> list[list[int]]:
+        """For each decision sentence, the positions of its tokens that part it from another sentence with which it
+        shares every earlier token: where the decision is made (with four classes "this ECG shows | is", then "shows
+        normal | features | a"); the tokens between follow from them."""
+        sentences = self.decision_ids()
+        return [[j for j in range(len(s)) if any(o[:j] == s[:j] and o[j:j + 1] != s[j:j + 1]
+                                                 for o in sentences if o is not s)]
+                for s in sentences]
 
     def continuation_ids(self, label: int, evidence: RhythmEvidence | None) -> list[int]:
         """What the model was trained to say after decision sentence `label` (the evidence sentence and the end of the

@@ -90,10 +90,10 @@ class LLMTrainingConfig:
     feature_noise: float = setting(0.0, "Gaussian noise on the encoder features while training, in units of each "
                                         "feature's spread over the training records (the rhythm figures and the "
                                         "verdict stay exact)")
-    # An answer has ~35 tokens and one of them carries the decision: with four classes, a decision the LM has not
+    # An answer has ~35 tokens and one or two of them carry the decision: with four classes, a decision the LM has not
     # learnt (50/50 between two sentences) costs ~0.02 of mean loss, too little to be learnt in a short run.
-    decision_weight: float = setting(1.0, "loss weight of the answer token where the decision sentences first differ, "
-                                          "against 1 for every other answer token")
+    decision_weight: float = setting(1.0, "loss weight of the answer tokens where the decision sentence parts from "
+                                          "the others, against 1 for every other answer token")
     # The encoder's verdict on its own training records is almost never wrong; on held-out records it can be.
     verdict_folds: int = setting(0, "with the verdict input: each training record's verdict from one of K encoders "
                                     "trained without it (K-fold cross-fitting, K extra encoder trainings); 0: the "

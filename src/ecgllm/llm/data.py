@@ -61,16 +61,16 @@ def pad(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[t
 class TrainingCollator:
     """Right-padded prompt+answer; labels only on answer tokens (built from positions, not from the pad id,
     since pad can equal end-of-turn). With `noise_std` [D(+R)(+1)], Gaussian noise of that scale is added to the
-    projector's input of every example, afresh at each draw. With a `decision_weight` other than 1, the answer token
-    at `decision_position` (the one that tells the decision sentences apart) weighs that much in the loss, every other
-    answer token 1."""
+    projector's input of every example, afresh at each draw. With a `decision_weight` other than 1, the answer tokens
+    at `branch_positions[label]` (where the example's decision sentence parts from the others) weigh that much in the
+    loss, every other answer token 1."""
 
     def __init__(self, pad_id: int, noise_std: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                 decision_position: int = 0, decision_weight: float = 1.0):
+                 branch_positions: list[list[int]] | None = None, decision_weight: float = 1.0):
         self.pad_id = pad_id
         self.noise_std = noise_std
         self.generator = generator
-        self.decision_position = decision_position
+        self.branch_positions = branch_positions
         self.decision_weight = decision_weight
 
     def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
@@ -86,6 +86,6 @@ class TrainingCollator:
         if self.decision_weight != 1.0:
             weights = torch.ones(labels.shape)
             for row, e in enumerate(examples):
-                weights[row, len(e.prompt_ids) + self.decision_position] = self.decision_weight
+                weights[row, [len(e.prompt_ids) + j for j in self.branch_positions[e.label]]] = self.decision_weight
             batch["label_weights"] = weights
         return batch

@@ -58,7 +58,7 @@ def _decision_pass(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[i
     n = len(prompts)
     sentences = formatter.decision_ids()
     k = len(sentences)
-    shared = formatter.decision_position()
+    shared = formatter.common_start()
     prompts = [p + sentences[0][:shared] for p in prompts]
     if prefix is not None and prefix.matches(prompts):
         ids, rest_mask = pad([p[len(prefix):] for p in prompts], pad_id, side="left")

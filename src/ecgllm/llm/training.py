@@ -146,24 +146,26 @@ def feature_noise_std(examples: list[Example], noise: float, feature_dim: int) -
     return noise * std
 
 
-def decision_position(formatter: ChatFormatter, examples: list[Example]) -> int:
-    """Where in every answer the decision sentences first differ; each answer must begin with its own sentence up to
-    and including that token (the weight of `decision_weight` goes there)."""
-    position, sentences = formatter.decision_position(), formatter.decision_ids()
+def branch_positions(formatter: ChatFormatter, examples: list[Example]) -> list[list[int]]:
+    """Where in each class's answer its decision sentence parts from the others (`ChatFormatter.branch_positions`);
+    every answer must begin with its own sentence's tokens up to the last of them (the weight of `decision_weight`
+    goes there)."""
+    positions, sentences = formatter.branch_positions(), formatter.decision_ids()
     for e in examples:
-        if e.answer_ids[:position + 1] != sentences[e.label][:position + 1]:
+        end = positions[e.label][-1] + 1
+        if e.answer_ids[:end] != sentences[e.label][:end]:
             raise ValueError(f"record {e.record}: its answer does not begin with its decision sentence's tokens")
-    return position
+    return positions
 
 
-def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, feature_dim: int, position: int
-            ) -> tuple[DataLoader, list[torch.Generator]]:
+def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, feature_dim: int,
+            positions: list[list[int]]) -> tuple[DataLoader, list[torch.Generator]]:
     """The training batches, and the generators of their draws and noise (saved with a checkpoint, so that a resumed
     run draws what the uninterrupted one would have)."""
     generator = torch.Generator().manual_seed(config.seed)
     noise = torch.Generator().manual_seed(config.seed + 1)
     collate = TrainingCollator(pad_id, feature_noise_std(examples, config.feature_noise, feature_dim), noise,
-                               position, config.decision_weight)
+                               positions, config.decision_weight)
     if config.balance == "oversample":
         labels = np.array([e.label for e in examples])
         counts = np.bincount(labels)
@@ -216,10 +218,10 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
 
-    position = decision_position(ChatFormatter(model.tokenizer, model.config), examples) \
-        if config.decision_weight != 1.0 else 0
+    positions = branch_positions(ChatFormatter(model.tokenizer, model.config), examples) \
+        if config.decision_weight != 1.0 else []
     loader, data_generators = _loader(examples, config, model.tokenizer.pad_token_id, model.config.feature_dim,
-                                      position)
+                                      positions)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     # Counted as on one process: accelerate steps a prepared scheduler once per process at every update.
