@@ -79,6 +79,8 @@ def test_llm_trains_and_evaluates_four_classes_against_the_four_class_encoder(fo
     assert json.loads((four_class_run / "run.json").read_text())["task"] == "four"
     final = four_class_run / "llm" / "final"
     assert json.loads((final / "config.json").read_text())["task"] == "four"
+    # The four-class task's decision tokens weigh more in the loss (chosen on validation); the config says so.
+    assert json.loads((four_class_run / "llm" / "training_config.json").read_text())["decision_weight"] == 10.0
     metrics = json.loads((four_class_run / "llm" / "eval" / "metrics.json").read_text())
     assert metrics["task"] == "four" and set(metrics["comparison_with_task1"]) == {"center", "whole"}
     calibration = json.loads((final / "calibration.json").read_text())
@@ -100,6 +102,7 @@ def test_report_of_a_four_class_run(four_class_run):
 
 def test_run_includes_llm_stage(smoke_run):
     run = smoke_run
+    assert json.loads((run / "llm" / "training_config.json").read_text())["decision_weight"] == 1.0  # binary: as was
     metrics = json.loads((run / "llm" / "eval" / "metrics.json").read_text())
     scoring = metrics["scoring"]
     assert scoring["n_records"] == 12 and 0 <= scoring["metrics"]["roc_auc"] <= 1

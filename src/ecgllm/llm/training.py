@@ -23,7 +23,7 @@ from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split, subset_ids
 from ecgllm.errors import CheckpointError, SettingError
 from ecgllm.llm.chat import ChatFormatter
-from ecgllm.llm.configuration_ecgllm import ECGLLMConfig, LLMTrainingConfig
+from ecgllm.llm.configuration_ecgllm import TASK_DECISION_WEIGHT, ECGLLMConfig, LLMTrainingConfig
 from ecgllm.llm.cross_fit import cross_fitted_verdicts
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ADAPTER_DIR, ECGLLM, PROJECTOR_NAME
@@ -192,6 +192,8 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     out_dir, encoder_dir = Path(out_dir), Path(encoder_dir)
     # The split says the task: a four-class split trains the four decision sentences.
     model_config = dataclasses.replace(model_config, task=split.task)
+    if config.decision_weight is None:  # the task's own, written to the training config as used
+        config = dataclasses.replace(config, decision_weight=TASK_DECISION_WEIGHT[split.task])
     if split.task != "binary" and config.verdict_folds and model_config.verdict_input:
         raise SettingError("cross-fitted verdicts (--verdict-folds) are of the binary task only")
     accelerator = make_accelerator(config, device)
