@@ -43,7 +43,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "no-verdict": ({"verdict_input": False}, {}),
     # Each training record's verdict from one of 5 encoders trained without it (llm/cross_fit.py).
     "cross-fit": ({}, {"verdict_folds": 5}),
-    # The answer tokens where the decision sentence parts from the others weigh 10 in the loss, every other one 1.
+    # The answer tokens where the decision sentence parts from the others weigh 10 in the loss, every other one 1
+    # (the four-class task's default already: a variant of binary runs).
     "decision-weight": ({}, {"decision_weight": 10.0}),
 }
 # Test figures of each task, and the validation figure a variant is chosen on.
