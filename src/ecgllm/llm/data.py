@@ -61,9 +61,9 @@ def pad(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[t
 class TrainingCollator:
     """Right-padded prompt+answer; labels only on answer tokens (built from positions, not from the pad id,
     since pad can equal end-of-turn). With `noise_std` [D(+R)(+1)], Gaussian noise of that scale is added to the
-    projector's input of every example, afresh at each draw. With a `decision_weight` other than 1, the answer tokens
-    at `branch_positions[label]` (where the example's decision sentence parts from the others) weigh that much in the
-    loss, every other answer token 1."""
+    projector's input of every example, afresh at each draw. With `branch_positions`, the answer tokens at
+    `branch_positions[label]` (where the example's decision sentence parts from the others) weigh `decision_weight`
+    in the loss, every other answer token 1."""
 
     def __init__(self, pad_id: int, noise_std: torch.Tensor | None = None, generator: torch.Generator | None = None,
                  branch_positions: list[list[int]] | None = None, decision_weight: float = 1.0):
@@ -83,7 +83,7 @@ class TrainingCollator:
         if self.noise_std is not None:
             features = features + self.noise_std * torch.randn(features.shape, generator=self.generator)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "ecg_features": features}
-        if self.decision_weight != 1.0:
+        if self.branch_positions is not None:
             weights = torch.ones(labels.shape)
             for row, e in enumerate(examples):
                 weights[row, [len(e.prompt_ids) + j for j in self.branch_positions[e.label]]] = self.decision_weight

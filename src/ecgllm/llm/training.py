@@ -159,7 +159,7 @@ def branch_positions(formatter: ChatFormatter, examples: list[Example]) -> list[
 
 
 def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, feature_dim: int,
-            positions: list[list[int]]) -> tuple[DataLoader, list[torch.Generator]]:
+            positions: list[list[int]] | None) -> tuple[DataLoader, list[torch.Generator]]:
     """The training batches, and the generators of their draws and noise (saved with a checkpoint, so that a resumed
     run draws what the uninterrupted one would have)."""
     generator = torch.Generator().manual_seed(config.seed)
@@ -221,7 +221,7 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
         (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
 
     positions = branch_positions(ChatFormatter(model.tokenizer, model.config), examples) \
-        if config.decision_weight != 1.0 else []
+        if config.decision_weight != 1.0 else None
     loader, data_generators = _loader(examples, config, model.tokenizer.pad_token_id, model.config.feature_dim,
                                       positions)
     trainable = [p for p in model.parameters() if p.requires_grad]
