@@ -26,7 +26,7 @@ from ecgllm.data.split import Split
 from ecgllm.encoder import MSCNN
 from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.compare import mcnemar
-from ecgllm.evaluation.four_class import AF, af_log_odds
+from ecgllm.evaluation.four_class import AF, af_log_odds, decide, log_probabilities
 from ecgllm.evaluation.metrics import bootstrap, decision_metrics
 from ecgllm.llm.calibration import decision_log_odds
 from ecgllm.llm.data import prepare_examples
@@ -83,8 +83,8 @@ def main() -> None:
     encoder_rows = read_rows(four.encoder_eval / "predictions.csv")
     encoder_offsets = json.loads((four.encoder_eval / "metrics.json").read_text())["modes"]["whole"]["offsets"]
     called["four_class_cnn_whole"] = {
-        c: float(np.mean([int(np.argmax(np.log([float(encoder_rows[i][f"p_{k}_whole"]) for k in "NAO~"])
-                                        + encoder_offsets)) == AF for i in ids_c]))
+        c: float(np.mean(decide(log_probabilities([[float(encoder_rows[i][f"p_{k}_whole"]) for k in "NAO~"]
+                                                   for i in ids_c]), encoder_offsets) == AF))
         for c, ids_c in left_out.items()}
     encoder = MSCNN.from_pretrained(binary.encoder)
     model = load_model(binary.llm_final, "cpu")
