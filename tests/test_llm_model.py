@@ -287,6 +287,35 @@ def test_bad_inputs_are_clear_errors(model, tmp_path, smoke_encoder):
         ECGLLM.from_pretrained(tmp_path / "t")
 
 
+def test_an_encoder_saved_by_older_code_keeps_its_identity(smoke_encoder, tmp_path):
+    """An encoder whose config predates a field (here `class_offsets`) gets it back when a model re-saves it beside
+    itself; that copy is still the encoder the model was built from, and a model that stored the fingerprint of the
+    old file's own bytes still loads."""
+    import shutil
+
+    from ecgllm.llm.modeling_ecgllm import encoder_fingerprint
+
+    old = tmp_path / "old_encoder"
+    shutil.copytree(smoke_encoder, old)
+    raw = json.loads((old / "config.json").read_text())
+    del raw["class_offsets"]
+    (old / "config.json").write_text(json.dumps(raw, indent=2))
+    assert encoder_fingerprint(old) != encoder_fingerprint(old, as_written=True)
+
+    torch.manual_seed(0)
+    built = ECGLLM.build(LLM_PRESETS["smoke"][0], old)
+    built.save_pretrained(tmp_path / "m")  # refused before: the re-saved config's bytes differ from the old file's
+    assert "class_offsets" in json.loads((tmp_path / "m" / "encoder" / "config.json").read_text())
+    ECGLLM.from_pretrained(tmp_path / "m")
+    ECGLLM.from_pretrained(tmp_path / "m", encoder=old)
+
+    shutil.copy(old / "config.json", tmp_path / "m" / "encoder" / "config.json")  # as older code saved the model
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["encoder_fingerprint"] = encoder_fingerprint(old, as_written=True)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    ECGLLM.from_pretrained(tmp_path / "m")
+
+
 def test_qwen3_8b_lora_parameter_count():
     """r=16 on all seven projections of the real Qwen3-8B config: about 43.6M, not the original README's 8.4M."""
     from peft import LoraConfig, get_peft_model

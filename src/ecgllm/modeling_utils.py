@@ -43,8 +43,13 @@ def _optional_tuple(hint) -> bool:
         typing.get_origin(arg) is tuple for arg in typing.get_args(hint))
 
 
+def config_text(config, model_type: str) -> str:
+    """A config as `save_config` writes it."""
+    return json.dumps({"model_type": model_type, **config_to_dict(config)}, indent=2, ensure_ascii=False)
+
+
 def save_config(config, path: Path, model_type: str) -> None:
-    path.write_text(json.dumps({"model_type": model_type, **config_to_dict(config)}, indent=2, ensure_ascii=False))
+    path.write_text(config_text(config, model_type), encoding="utf-8")
 
 
 def load_config(config_class, path: Path, model_type: str):

@@ -27,7 +27,16 @@ from ecgllm.llm.backbones import load_lm, resolve_lm
 from ecgllm.llm.calibration import Calibration, log_odds_of
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig
 from ecgllm.llm.ecg_tokens import encode_windows
-from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME, config_from_dict, load_weights, read_config, save_config
+from ecgllm.modeling_utils import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    config_from_dict,
+    config_text,
+    load_config,
+    load_weights,
+    read_config,
+    save_config,
+)
 from ecgllm.rhythm import RHYTHM_FEATURES, RhythmEvidence
 
 logger = logging.getLogger(__name__)
@@ -39,12 +48,21 @@ TOKENIZER_DIR = "tokenizer"
 VERDICT_SCALE = 4.0  # the encoder's AF logits span about -8..8
 
 
-def encoder_fingerprint(folder: Path) -> str:
-    """Identifies an encoder checkpoint: its weights and its config (which holds the preprocessing)."""
-    digest = hashlib.sha256()
-    for name in (WEIGHTS_NAME, CONFIG_NAME):
-        digest.update((Path(folder) / name).read_bytes())
+def encoder_fingerprint(folder: Path, as_written: bool = False) -> str:
+    """Identifies an encoder checkpoint: its weights and its config (which holds the preprocessing). The config counts
+    as this code writes it, so an encoder saved before its config gained a field keeps its identity when a model
+    re-saves it beside itself; `as_written`: the file's own bytes, what models built before this rule stored."""
+    folder = Path(folder)
+    config = (folder / CONFIG_NAME).read_bytes() if as_written else config_text(
+        load_config(MSCNN.config_class, folder / CONFIG_NAME, MSCNN.model_type), MSCNN.model_type).encode()
+    digest = hashlib.sha256((folder / WEIGHTS_NAME).read_bytes())
+    digest.update(config)
     return digest.hexdigest()[:16]
+
+
+def is_encoder(folder: Path, fingerprint: str) -> bool:
+    """Whether the encoder in `folder` is the one a model stored `fingerprint` of."""
+    return fingerprint in (encoder_fingerprint(folder), encoder_fingerprint(folder, as_written=True))
 
 
 class ECGProjector(nn.Sequential):
@@ -193,7 +211,7 @@ class ECGLLM(nn.Module):
         encoder = None if state_dict is None else \
             {k.removeprefix("encoder."): v for k, v in state_dict.items() if k.startswith("encoder.")}
         self.encoder.save_pretrained(folder / ENCODER_DIR, encoder)
-        if encoder_fingerprint(folder / ENCODER_DIR) != self.config.encoder_fingerprint:
+        if not is_encoder(folder / ENCODER_DIR, self.config.encoder_fingerprint):
             raise CheckpointError(f"{folder / ENCODER_DIR}: the encoder changed since this model was built "
                                   f"(fingerprint {self.config.encoder_fingerprint})")
         if self.calibration is not None:
@@ -216,10 +234,10 @@ class ECGLLM(nn.Module):
             config = dataclasses.replace(config, lm=str(lm))
         encoder_dir = Path(encoder) if encoder is not None else folder / ENCODER_DIR
         mscnn = MSCNN.from_pretrained(encoder_dir)
-        fingerprint = encoder_fingerprint(encoder_dir)
-        if fingerprint != config.encoder_fingerprint:
+        if not is_encoder(encoder_dir, config.encoder_fingerprint):
             raise CheckpointError(
-                f"{encoder_dir}: encoder (preset {mscnn.config.preset!r}, fingerprint {fingerprint}) is not the one "
+                f"{encoder_dir}: encoder (preset {mscnn.config.preset!r}, fingerprint "
+                f"{encoder_fingerprint(encoder_dir)}) is not the one "
                 f"this model was trained with (preset {config.encoder_preset!r}, "
                 f"fingerprint {config.encoder_fingerprint})")
         tokenizer = load_tokenizer(folder / TOKENIZER_DIR, config.placeholder, add_placeholder=False)
