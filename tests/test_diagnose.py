@@ -1,6 +1,7 @@
 """Diagnosing whole recordings with the real pipeline (tiny random LM): windows, aggregation, decision, batch errors."""
 
 import csv
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ import ecgllm.inference.diagnose as diagnose_module
 from ecgllm.cli import main
 from ecgllm.data.readers import read_recording
 from ecgllm.errors import RecordError
+from ecgllm.inference.batch import format_outcome
 from ecgllm.inference.diagnose import diagnose
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.modeling_ecgllm import ECGLLM
@@ -39,6 +41,12 @@ def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
     assert f"CV {result.rhythm['rr_cv']}" in english and f"{result.rhythm['heart_rate_bpm']} bpm" in english
     assert 80 <= len(result.r_peaks_s) <= 130 and result.rhythm["n_beats"] == str(len(result.r_peaks_s))
     json.dumps(result.to_dict())
+    for grounded in (True, False):  # the tiny random LM's own figures are whatever it wrote
+        text = format_outcome(Path("A00005.mat"), dataclasses.replace(result, numbers_grounded=grounded))
+        assert ("not the measured ones; measured:" in text) is not grounded
+        assert grounded or f"rr_cv {result.rhythm['rr_cv']}" in text
+        assert "not the measured" not in format_outcome(Path("A00005.mat"), dataclasses.replace(
+            result, numbers_grounded=grounded), lang="en")  # a template translation cites the measured figures
     assert diagnose(model, at_250, 250.0, "A00005@250Hz").p_af == pytest.approx(result.p_af)
     with pytest.raises(RecordError, match="too short to diagnose"):
         diagnose(model, recording.signal[:1500], 300.0, "short")

@@ -55,13 +55,16 @@ def format_outcome(path: Path, outcome: Diagnosis | RecordError, lang: str | Non
     """One file's outcome for people; `lang` other than the model's shows the answer's template translation."""
     if isinstance(outcome, RecordError):
         return f"error: {outcome}"
-    answer = outcome.answer if lang in (None, outcome.lang) else \
-        f"{outcome.translations[lang]} [template translation of the model's answer]"
+    own = lang in (None, outcome.lang)
+    answer = outcome.answer if own else f"{outcome.translations[lang]} [template translation of the model's answer]"
     calibration = "" if outcome.calibrated else ", not validated"
     rule = f"threshold {outcome.threshold:.3f}" if outcome.threshold is not None else \
         "P " + ", ".join(f"{c} {p:.3f}" for c, p in outcome.class_probabilities.items())
-    return (f"{path}: P(AF) {outcome.p_af:.3f} ({rule}{calibration}) -> {outcome.outcome_title}\n  {answer}\n"
-            f"  {outcome.advice}")
+    text = f"{path}: P(AF) {outcome.p_af:.3f} ({rule}{calibration}) -> {outcome.outcome_title}\n  {answer}\n"
+    if own and not outcome.numbers_grounded:
+        measured = ", ".join(f"{name} {value}" for name, value in outcome.rhythm.items())
+        text += f"  [the answer's figures are not the measured ones; measured: {measured}]\n"
+    return text + f"  {outcome.advice}"
 
 
 def diagnosis_pictures(result: Diagnosis, signal: np.ndarray, fs: float) -> dict[str, bytes]:
