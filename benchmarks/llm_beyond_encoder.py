@@ -22,7 +22,7 @@ import numpy as np
 from scipy.special import logit
 from sklearn.metrics import f1_score
 
-from ecgllm.data.dataset import load_cinc_folder
+from ecgllm.data.dataset import CinCDataset, load_cinc_folder
 from ecgllm.data.split import Split
 from ecgllm.encoder import MSCNN
 from ecgllm.encoder.predict import predict_records
@@ -40,12 +40,11 @@ def best_validation_score(task: str, labels: np.ndarray, scores: np.ndarray) -> 
     return challenge_score(labels, decide(scores, choose_offsets(labels, scores)))
 
 
-def validation_scores(layout: RunLayout, task: str, data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def validation_scores(layout: RunLayout, task: str, dataset: CinCDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """labels [n], LLM scores and CNN scores ([n] log-odds, or [n, 4] log-probabilities) on the validation split."""
     with (layout.llm_eval / "validation_predictions.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     ids = [row["record"] for row in rows]
-    dataset = load_cinc_folder(data, task=task, progress=False)
     cnn = predict_records(MSCNN.from_pretrained(layout.encoder), [dataset.records[i].signal for i in ids], "whole")
     labels = np.array([int(row["label"]) for row in rows])
     if task == "binary":
@@ -63,11 +62,13 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="results file suffix")
     args = parser.parse_args()
 
-    per_run = {}
+    per_run, datasets = {}, {}
     for root in args.runs:
         layout = RunLayout(root)
         task = Split.load(layout.split).task
-        labels, llm, cnn = validation_scores(layout, task, args.data)
+        if task not in datasets:
+            datasets[task] = load_cinc_folder(args.data, task=task, progress=False)
+        labels, llm, cnn = validation_scores(layout, task, datasets[task])
         row = {f"lam_{lam:g}": best_validation_score(task, labels, llm + lam * cnn) for lam in LAMBDAS}
         row["cnn"] = best_validation_score(task, labels, cnn)
         per_run[str(root)] = {"task": task, "n_validation": len(labels), **row}

@@ -42,11 +42,12 @@ def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
     assert 80 <= len(result.r_peaks_s) <= 130 and result.rhythm["n_beats"] == str(len(result.r_peaks_s))
     json.dumps(result.to_dict())
     for grounded in (True, False):  # the tiny random LM's own figures are whatever it wrote
-        text = format_outcome(Path("A00005.mat"), dataclasses.replace(result, numbers_grounded=grounded))
+        flagged = dataclasses.replace(result, numbers_grounded=grounded)
+        text = format_outcome(Path("A00005.mat"), flagged)
         assert ("not the measured ones; measured:" in text) is not grounded
         assert grounded or f"rr_cv {result.rhythm['rr_cv']}" in text
-        assert "not the measured" not in format_outcome(Path("A00005.mat"), dataclasses.replace(
-            result, numbers_grounded=grounded), lang="en")  # a template translation cites the measured figures
+        # A template translation cites the measured figures.
+        assert "not the measured" not in format_outcome(Path("A00005.mat"), flagged, lang="en")
     assert diagnose(model, at_250, 250.0, "A00005@250Hz").p_af == pytest.approx(result.p_af)
     with pytest.raises(RecordError, match="too short to diagnose"):
         diagnose(model, recording.signal[:1500], 300.0, "short")

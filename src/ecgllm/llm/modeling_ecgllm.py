@@ -62,7 +62,7 @@ def encoder_fingerprint(folder: Path, as_written: bool = False) -> str:
 
 def is_encoder(folder: Path, fingerprint: str) -> bool:
     """Whether the encoder in `folder` is the one a model stored `fingerprint` of."""
-    return fingerprint in (encoder_fingerprint(folder), encoder_fingerprint(folder, as_written=True))
+    return fingerprint == encoder_fingerprint(folder) or fingerprint == encoder_fingerprint(folder, as_written=True)
 
 
 class ECGProjector(nn.Sequential):
