@@ -73,11 +73,12 @@ BALANCES = ("oversample", "weight", "none")
 
 @dataclass
 class EncoderTrainingConfig:
-    epochs: int = setting(30, "most epochs (stops earlier without a better validation PR AUC)")
+    epochs: int = setting(30, "most epochs (stops earlier without a better validation score: PR AUC of AF, "
+                                     "with four classes the challenge score)")
     batch_size: int = setting(32, "windows per batch")
     lr: float = setting(1e-3, "peak learning rate (one-cycle schedule)")
     weight_decay: float = setting(1e-4, "AdamW weight decay")
-    patience: int = setting(8, "epochs without a better validation PR AUC before stopping")
+    patience: int = setting(8, "epochs without a better validation score before stopping")
     balance: str = setting("oversample", "oversample AF, weight the loss, or neither", choices=BALANCES)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = setting(42, "seed of initialisation, draws and augmentation")
