@@ -50,7 +50,9 @@ def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):
     assert main(["-q", "encoder", "evaluate", "--model", str(tmp_path / "enc"), "--data", str(small_cinc),
                  "--split", str(tmp_path / "split.json"), "--split-name", "val"]) == 0
     assert "centre crop" in capsys.readouterr().out
-    assert (tmp_path / "enc" / "eval" / "metrics.json").exists()
+    # Not where a run reads its encoder's test figures back.
+    assert json.loads((tmp_path / "enc" / "eval_val" / "metrics.json").read_text())["split"] == "val"
+    assert not (tmp_path / "enc" / "eval").exists()
 
 
 @pytest.fixture(scope="module")

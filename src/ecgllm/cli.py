@@ -11,7 +11,7 @@ from ecgllm.data.dataset import check_folder, load_cinc_folder
 from ecgllm.data.download import PHYSIONET_URL, download_cinc2017
 from ecgllm.data.readers import ReadSettings
 from ecgllm.data.split import Split, make_split
-from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, TRAINING_PRESETS, EncoderTrainingConfig, MSCNNConfig
+from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, EncoderTrainingConfig, MSCNNConfig, training_preset
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.errors import ECGLLMError, RecordError, SettingError
@@ -50,8 +50,8 @@ def _load_data(args):
 def _encoder_train(args) -> None:
     from ecgllm.encoder.training import train_encoder
 
-    train_config = override(TRAINING_PRESETS[args.preset], given_settings(args, EncoderTrainingConfig))
     dataset, split = _load_data(args)
+    train_config = override(training_preset(args.preset, split.task), given_settings(args, EncoderTrainingConfig))
     # The split says the task: a four-class split trains a four-way head.
     model_config = override(ENCODER_PRESETS[args.preset], {**given_settings(args, MSCNNConfig), "task": split.task})
     train_encoder(dataset, split, args.out, model_config, train_config, not args.quiet, args.device)
@@ -62,7 +62,8 @@ def _encoder_evaluate(args) -> None:
     if args.stride is not None:
         model.config.preprocess.stride = args.stride
     dataset, split = _load_data(args)
-    out = args.out or Path(args.model) / "eval"
+    # RUN/encoder/eval holds the test figures a run reads back: another split's go beside them.
+    out = args.out or Path(args.model) / ("eval" if args.split_name == "test" else f"eval_{args.split_name}")
     result = evaluate_encoder(model, dataset, split, out, args.split_name, progress=not args.quiet)
     print(f"{format_encoder_result(result)}\nwritten to {out}")
 
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _command(encoder, "evaluate", _encoder_evaluate, "metrics with bootstrap intervals on a split",
              ("--model", REQUIRED), *DATA, ("--split-name", {"default": "test", "choices": ["train", "val", "test"]}),
              ("--stride", {"type": int, "help": "whole-record mode: samples between windows (default: 1200)"}),
-             ("--out", PATH), DEVICE)
+             ("--out", {**PATH, "help": "default: MODEL/eval (test) or MODEL/eval_SPLIT"}), DEVICE)
 
     llm = commands.add_parser("llm", help="Task 2: the ECG-LLM").add_subparsers(dest="llm_command", required=True)
     compare = ("--encoder-eval", {**PATH, "help": "Task 1 eval folder to compare with (default: the run's)"})

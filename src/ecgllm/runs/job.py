@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split, make_split
-from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, TRAINING_PRESETS
+from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, training_preset
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.training import train_encoder
@@ -81,7 +81,7 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
     else:
         encoder = train_encoder(dataset, split, layout.encoder,
                                 dataclasses.replace(ENCODER_PRESETS[encoder_preset], task=task),
-                                dataclasses.replace(TRAINING_PRESETS[encoder_preset], seed=seed), progress, device)
+                                dataclasses.replace(training_preset(encoder_preset, task), seed=seed), progress, device)
     encoder_metrics = layout.encoder_eval / "metrics.json"
     if encoder_metrics.exists():
         encoder_result = json.loads(encoder_metrics.read_text())
