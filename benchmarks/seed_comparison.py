@@ -31,7 +31,7 @@ from pathlib import Path
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split, make_fold_split
 from ecgllm.evaluation.compare import mean_sd, paired_over_runs
-from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+from ecgllm.llm.configuration_ecgllm import LLM_PRESETS, llm_training_preset
 from ecgllm.llm.training import train_llm
 from ecgllm.modeling_utils import CONFIG_NAME
 from ecgllm.runs.job import RUN_PRESETS, evaluate_run_llm, run
@@ -46,7 +46,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     # The answer tokens where the decision sentence parts from the others weigh 10 in the loss, every other one 1
     # (the four-class task's default already: a variant of binary runs).
     "decision-weight": ({}, {"decision_weight": 10.0}),
-    # Twice the cpu preset's 1200 class-balanced draws: 300 a class is little to learn four decisions from.
+    # Twice the binary cpu preset's 1200 class-balanced draws (the four-class task's default already).
     "draws-2400": ({}, {"samples_per_epoch": 2400}),
 }
 # Test figures of each task, and the validation figure a variant is chosen on.
@@ -80,9 +80,9 @@ def llm_figures(result: dict) -> dict:
 def train_variant(name: str, layout: RunLayout, data: Path, preset: str, seed: int, task: str) -> dict:
     """The seed's run with only the LLM changed; written to RUN/variants/NAME."""
     model_changes, training_changes = VARIANTS[name]
-    model_config, train_config, _ = LLM_PRESETS[RUN_PRESETS[preset][1]]
-    model_config = dataclasses.replace(model_config, **model_changes)
-    train_config = dataclasses.replace(train_config, seed=seed, **training_changes)
+    llm_preset = RUN_PRESETS[preset][1]
+    model_config = dataclasses.replace(LLM_PRESETS[llm_preset][0], **model_changes)
+    train_config = dataclasses.replace(llm_training_preset(llm_preset, task), seed=seed, **training_changes)
     folder = layout.root / "variants" / name
     metrics = folder / "eval" / "metrics.json"
     if not metrics.exists():

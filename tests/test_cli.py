@@ -8,9 +8,22 @@ import pytest
 from ecgllm.cli import build_parser, main
 from ecgllm.configuration_utils import given_settings, override
 from ecgllm.errors import SettingError
-from ecgllm.llm.configuration_ecgllm import LLM_PRESETS, ECGLLMConfig, LLMEvaluationConfig, LLMTrainingConfig
+from ecgllm.llm.configuration_ecgllm import (
+    LLM_PRESETS,
+    ECGLLMConfig,
+    LLMEvaluationConfig,
+    LLMTrainingConfig,
+    llm_training_preset,
+)
 
 TRAIN = ["llm", "train", "--data", "d", "--split", "s.json", "--encoder", "e", "--out", "o"]
+
+
+def test_the_four_class_cpu_llm_trains_on_its_validated_draws_and_the_binary_one_as_measured():
+    assert llm_training_preset("cpu", "four").samples_per_epoch == 2400
+    assert llm_training_preset("cpu", "binary") == LLM_PRESETS["cpu"][1]
+    assert LLM_PRESETS["cpu"][1].samples_per_epoch == 1200
+    assert llm_training_preset("smoke", "four") == LLM_PRESETS["smoke"][1]
 
 
 def test_flags_override_only_what_is_given():
@@ -47,6 +60,11 @@ def test_evaluate_has_no_training_flags(capsys):
 def test_bad_settings_are_one_line_errors(flags, message, capsys):
     assert main(["-q", *TRAIN, *flags]) == 2
     assert f"error: {message}" in capsys.readouterr().err
+
+
+def test_bad_encoder_settings_fail_before_the_split_or_data_are_read(capsys):
+    assert main(["-q", "encoder", "train", "--data", "d", "--split", "s.json", "--out", "o", "--epochs", "0"]) == 2
+    assert "error: epochs must be at least 1" in capsys.readouterr().err
 
 
 def test_configs_validate_themselves():

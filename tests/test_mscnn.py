@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ecgllm.encoder import ENCODER_PRESETS, MSCNN
-from ecgllm.encoder.configuration_mscnn import TRAINING_PRESETS, training_preset
+from ecgllm.encoder.configuration_mscnn import TRAINING_PRESETS, encoder_training_preset
 from ecgllm.errors import CheckpointError
 
 
@@ -35,10 +35,10 @@ def test_presets_give_consistent_shapes(preset):
 
 
 def test_the_four_class_cpu_encoder_trains_its_validated_schedule_and_the_binary_one_keeps_the_spec_s():
-    assert (training_preset("cpu", "four").epochs, training_preset("cpu", "four").patience) == (60, 60)
-    assert training_preset("cpu", "binary") == TRAINING_PRESETS["cpu"]
+    assert (encoder_training_preset("cpu", "four").epochs, encoder_training_preset("cpu", "four").patience) == (60, 60)
+    assert encoder_training_preset("cpu", "binary") == TRAINING_PRESETS["cpu"]
     assert (TRAINING_PRESETS["cpu"].epochs, TRAINING_PRESETS["cpu"].patience) == (30, 8)
-    assert training_preset("smoke", "four") == TRAINING_PRESETS["smoke"]
+    assert encoder_training_preset("smoke", "four") == TRAINING_PRESETS["smoke"]
 
 
 def test_save_and_load_needs_only_the_path(tmp_path):

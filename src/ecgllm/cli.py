@@ -11,13 +11,24 @@ from ecgllm.data.dataset import check_folder, load_cinc_folder
 from ecgllm.data.download import PHYSIONET_URL, download_cinc2017
 from ecgllm.data.readers import ReadSettings
 from ecgllm.data.split import Split, make_split
-from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, EncoderTrainingConfig, MSCNNConfig, training_preset
+from ecgllm.encoder.configuration_mscnn import (
+    ENCODER_PRESETS,
+    EncoderTrainingConfig,
+    MSCNNConfig,
+    encoder_training_preset,
+)
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.errors import ECGLLMError, RecordError, SettingError
 from ecgllm.examples import example_paths
 from ecgllm.inference.batch import diagnose_files, format_outcome
-from ecgllm.llm.configuration_ecgllm import LLM_PRESETS, ECGLLMConfig, LLMEvaluationConfig, LLMTrainingConfig
+from ecgllm.llm.configuration_ecgllm import (
+    LLM_PRESETS,
+    ECGLLMConfig,
+    LLMEvaluationConfig,
+    LLMTrainingConfig,
+    llm_training_preset,
+)
 from ecgllm.llm.evaluate import format_llm_result
 from ecgllm.runs.external import ExternalConfig, evaluate_external, format_external
 from ecgllm.runs.layout import RunLayout, load_model, resolve_model_dir
@@ -47,12 +58,20 @@ def _load_data(args):
     return load_cinc_folder(args.data, task=split.task, progress=not args.quiet), split
 
 
+def _training_for_split(args, config_class, task_preset):
+    """The data, the split and `task_preset(args.preset, split's task)` with the given flags; flags that break the
+    preset fail before the data are read."""
+    settings = given_settings(args, config_class)
+    override(task_preset(args.preset, "binary"), settings)
+    dataset, split = _load_data(args)
+    return dataset, split, override(task_preset(args.preset, split.task), settings)
+
+
 def _encoder_train(args) -> None:
     from ecgllm.encoder.training import train_encoder
 
-    dataset, split = _load_data(args)
-    train_config = override(training_preset(args.preset, split.task), given_settings(args, EncoderTrainingConfig))
-    # The split says the task: a four-class split trains a four-way head.
+    # The split says the task: a four-class split trains a four-way head, on the preset's schedule for that task.
+    dataset, split, train_config = _training_for_split(args, EncoderTrainingConfig, encoder_training_preset)
     model_config = override(ENCODER_PRESETS[args.preset], {**given_settings(args, MSCNNConfig), "task": split.task})
     train_encoder(dataset, split, args.out, model_config, train_config, not args.quiet, args.device)
 
@@ -80,10 +99,8 @@ def _evaluate_llm(model_dir: Path, dataset, split, out: Path | None, cache: Path
 def _llm_train(args) -> None:
     from ecgllm.llm.training import train_llm
 
-    model_config, train_config, _ = LLM_PRESETS[args.preset]
-    model_config = override(model_config, given_settings(args, ECGLLMConfig))
-    train_config = override(train_config, given_settings(args, LLMTrainingConfig))
-    dataset, split = _load_data(args)
+    model_config = override(LLM_PRESETS[args.preset][0], given_settings(args, ECGLLMConfig))
+    dataset, split, train_config = _training_for_split(args, LLMTrainingConfig, llm_training_preset)
     cache = args.cache or RunLayout.of_llm_folder(args.out).cache
     final = train_llm(dataset, split, args.encoder, args.out, model_config, train_config, cache, not args.quiet,
                       args.device)

@@ -105,6 +105,6 @@ TRAINING_PRESETS: dict[str, EncoderTrainingConfig] = {
 TASK_TRAINING = {("cpu", "four"): {"epochs": 60, "patience": 60}}
 
 
-def training_preset(preset: str, task: str) -> EncoderTrainingConfig:
+def encoder_training_preset(preset: str, task: str) -> EncoderTrainingConfig:
     """How the `preset` encoder is trained for `task`."""
     return dataclasses.replace(TRAINING_PRESETS[preset], **TASK_TRAINING.get((preset, task), {}))

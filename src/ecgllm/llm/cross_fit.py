@@ -16,7 +16,7 @@ import torch
 
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split
-from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, training_preset
+from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, encoder_training_preset
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.llm.features import cached_features
 from ecgllm.llm.modeling_ecgllm import encoder_fingerprint, head_logit
@@ -44,7 +44,7 @@ def _training_settings(encoder_dir: Path, encoder: MSCNN) -> EncoderTrainingConf
     path = encoder_dir / "training_config.json"
     if path.exists():
         return config_from_dict(EncoderTrainingConfig, json.loads(path.read_text()), str(path))
-    return training_preset(encoder.config.preset, encoder.config.task)
+    return encoder_training_preset(encoder.config.preset, encoder.config.task)
 
 
 def cross_fitted_verdicts(dataset: CinCDataset, split: Split, encoder_dir: str | Path, folds: int, ecg_tokens: int,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split, make_split
-from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, training_preset
+from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, encoder_training_preset
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.training import train_encoder
 from ecgllm.llm.backbones import resolve_dtype
-from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
+from ecgllm.llm.configuration_ecgllm import LLM_PRESETS, llm_training_preset
 from ecgllm.llm.evaluate import evaluate_model_folder, format_llm_result
 from ecgllm.llm.training import mixed_precision, train_llm
 from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME
@@ -51,8 +51,8 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
     if preset not in RUN_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(RUN_PRESETS)}")
     encoder_preset, llm_preset = RUN_PRESETS[preset]
-    model_config, train_config, _ = LLM_PRESETS[llm_preset]
-    train_config = dataclasses.replace(train_config, seed=seed)
+    model_config = LLM_PRESETS[llm_preset][0]
+    train_config = dataclasses.replace(llm_training_preset(llm_preset, task), seed=seed)
     if lm is not None:
         model_config = dataclasses.replace(model_config, lm=lm)
     device = resolve_device(device)
@@ -81,7 +81,8 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
     else:
         encoder = train_encoder(dataset, split, layout.encoder,
                                 dataclasses.replace(ENCODER_PRESETS[encoder_preset], task=task),
-                                dataclasses.replace(training_preset(encoder_preset, task), seed=seed), progress, device)
+                                dataclasses.replace(encoder_training_preset(encoder_preset, task), seed=seed), progress,
+                                device)
     encoder_metrics = layout.encoder_eval / "metrics.json"
     if encoder_metrics.exists():
         encoder_result = json.loads(encoder_metrics.read_text())
