@@ -62,7 +62,7 @@ def _training_for_split(args, config_class, task_preset):
     """The data, the split and `task_preset(args.preset, split's task)` with the given flags; flags that break the
     preset fail before the data are read."""
     settings = given_settings(args, config_class)
-    override(task_preset(args.preset, "binary"), settings)
+    override(task_preset(args.preset, "binary"), settings)  # the task is not known yet: any task's preset checks them
     dataset, split = _load_data(args)
     return dataset, split, override(task_preset(args.preset, split.task), settings)
 
