@@ -92,7 +92,7 @@ def main() -> None:
     called["binary_cnn_whole"], called["binary_llm"] = {}, {}
     with tempfile.TemporaryDirectory() as cache, torch.no_grad():
         for c, ids_c in left_out.items():
-            p_af = predict_records(encoder, [dataset.records[i].signal for i in ids_c], "whole")
+            p_af = predict_records(encoder, dataset.signals(ids_c, encoder.config.preprocess.fs), "whole")
             called["binary_cnn_whole"][c] = float(np.mean(p_af >= encoder.config.thresholds["whole"]))
             examples = prepare_examples(model, dataset, ids_c, Path(cache), progress=False)
             scores, _ = predict(model, examples, args.batch_size, progress=False)

@@ -45,7 +45,8 @@ def validation_scores(layout: RunLayout, task: str, dataset: CinCDataset) -> tup
     with (layout.llm_eval / "validation_predictions.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     ids = [row["record"] for row in rows]
-    cnn = predict_records(MSCNN.from_pretrained(layout.encoder), [dataset.records[i].signal for i in ids], "whole")
+    encoder = MSCNN.from_pretrained(layout.encoder)
+    cnn = predict_records(encoder, dataset.signals(ids, encoder.config.preprocess.fs), "whole")
     labels = np.array([int(row["label"]) for row in rows])
     if task == "binary":
         # The CSV keeps 6 decimals: clip so that a rounded 0 or 1 stays finite.

@@ -181,8 +181,8 @@ def test_cross_fitted_verdicts_come_from_encoders_that_never_saw_the_record(smal
     for k, folder in enumerate(folds):
         held = [i for i in split.train if assignment[i] == k]
         fold_encoder = MSCNN.from_pretrained(folder)
-        tokens = encode_records(fold_encoder, [dataset.records[i].signal for i in held], model.config.ecg_tokens,
-                                model.config.ecg_input)
+        tokens = encode_records(fold_encoder, dataset.signals(held, fold_encoder.config.preprocess.fs),
+                                model.config.ecg_tokens, model.config.ecg_input)
         torch.testing.assert_close(torch.tensor([verdicts[i] for i in held]), head_logit(fold_encoder, tokens),
                                    atol=1e-4, rtol=1e-4)
     crossed = prepare_examples(model, dataset, split.train, tmp_path / "cache", False, verdicts)

@@ -66,3 +66,46 @@ def test_bad_checkpoints(tmp_path):
         MSCNN.from_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="no such model folder"):
         MSCNN.from_pretrained(tmp_path / "absent")
+
+
+def test_an_encoder_at_another_rate_reads_records_resampled_to_it(small_cinc, tmp_path, monkeypatch):
+    """`--preprocess-fs 150`: each 2400-sample window spans 16 s of a 300 Hz CinC record, in training, evaluation and
+    the ECG tokens an LLM is trained on."""
+    from ecgllm.cli import main
+    from ecgllm.data import Split, load_cinc_folder
+    from ecgllm.encoder import evaluate, training
+    from ecgllm.llm.ecg_tokens import encode_records
+    from ecgllm.llm.features import cached_features
+
+    dataset = load_cinc_folder(small_cinc, progress=False)
+    recorded = {len(r.signal) for r in dataset.records.values()}
+    seen = {}  # lengths of the signals each stage handed to the network
+
+    def spy(module, name, key):
+        original = getattr(module, name)
+
+        def recording(model_or_signals, *args, **kwargs):
+            signals = args[0] if isinstance(model_or_signals, MSCNN) else model_or_signals
+            seen.setdefault(key, set()).update(len(s) for s in signals)
+            return original(model_or_signals, *args, **kwargs)
+        monkeypatch.setattr(module, name, recording)
+
+    spy(training, "RandomCropDataset", "training crops")
+    spy(training, "predict_records", "validation")
+    spy(evaluate, "predict_records", "evaluation")
+    split_path, folder = tmp_path / "split.json", tmp_path / "encoder"
+    assert main(["-q", "data", "split", str(small_cinc), "--out", str(split_path)]) == 0
+    assert main(["-q", "encoder", "train", "--data", str(small_cinc), "--split", str(split_path), "--out", str(folder),
+                 "--preset", "smoke", "--preprocess-fs", "150"]) == 0
+    assert main(["-q", "encoder", "evaluate", "--model", str(folder), "--data", str(small_cinc), "--split",
+                 str(split_path)]) == 0
+    model = MSCNN.from_pretrained(folder)
+    assert model.config.preprocess.fs == 150
+    assert set(seen) == {"training crops", "validation", "evaluation"}
+    assert all(lengths <= {n // 2 for n in recorded} for lengths in seen.values()), seen
+
+    ids = Split.load(split_path).test
+    assert dataset.signals(ids, 300)[0] is dataset.records[ids[0]].signal  # the recorded rate: no copy
+    tokens = cached_features(model, "fs150", dataset, ids, 1, tmp_path / "cache", "whole", progress=False)
+    torch.testing.assert_close(torch.stack([tokens[i] for i in ids]),
+                               encode_records(model, dataset.signals(ids, 150), 1, "whole"))

@@ -8,9 +8,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ecgllm.data.labels import task_labels
+from ecgllm.data.preprocess import resample
 from ecgllm.data.records import ECGRecord, load_cinc_record
 from ecgllm.data.reference import read_reference
 from ecgllm.errors import DataFolderError, RecordError
@@ -31,6 +33,10 @@ class CinCDataset:
     @property
     def classes(self) -> tuple[str, ...]:
         return task_labels(self.task)
+
+    def signals(self, ids: list[str], fs: float) -> list[np.ndarray]:
+        """The records' signals at `fs` Hz (an encoder's rate: what it was trained on), resampled where it differs."""
+        return [resample(self.records[i].signal, self.records[i].fs, fs) for i in ids]
 
     def class_counts(self) -> dict[str, int]:
         counts = Counter(self.labels.values())

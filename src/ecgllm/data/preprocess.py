@@ -6,15 +6,22 @@ from fractions import Fraction
 import numpy as np
 from scipy.signal import resample_poly
 
+from ecgllm.configuration_utils import check_range, setting
+from ecgllm.data.readers import MAX_FS, MIN_FS
+
 MODES = ("center", "whole")  # one centre crop per record (the original protocol), or its sliding windows
 
 
 @dataclass
 class PreprocessConfig:
-    fs: float = 300.0  # the encoder's sampling rate; other rates are resampled to it
+    fs: float = setting(300.0, "the encoder's sampling rate in Hz: inputs are resampled to it, so its windows of 2400 "
+                               "samples span 2400 / fs seconds (8 s at 300 Hz)")
     window: int = 2400  # samples per input (8 s at 300 Hz)
     stride: int = 1200  # whole-record mode: step between windows (4 s: half overlap)
     aggregate: str = "mean"  # whole-record mode: how window probabilities become one
+
+    def __post_init__(self):
+        check_range("fs", self.fs, MIN_FS, MAX_FS)
 
 
 @dataclass
@@ -102,6 +109,6 @@ def record_windows(signals: list[np.ndarray], mode: str, window: int, stride: in
 def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     """Polyphase resampling by the nearest small rational factor."""
     if abs(fs - target_fs) < 1e-6:
-        return signal.astype(np.float32)
+        return signal.astype(np.float32, copy=False)
     ratio = Fraction(target_fs / fs).limit_denominator(1000)
     return resample_poly(signal, ratio.numerator, ratio.denominator).astype(np.float32)

@@ -24,7 +24,7 @@ class MSCNNConfig:
     head_widths: tuple[int, ...] = (1024, 256)
     dropout: float = 0.5
     task: str = "binary"  # "binary": one logit of AF; "four": a logit per CinC class (N, A, O, ~)
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    preprocess: PreprocessConfig = setting(help="input preprocessing", default_factory=PreprocessConfig)
     # Chosen on the validation split after training, per evaluation mode: the binary task's thresholds on P(AF), the
     # four-class task's per-class offsets on log P (evaluation.four_class.decide).
     thresholds: dict[str, float] = field(default_factory=lambda: {"center": 0.5, "whole": 0.5})

@@ -26,7 +26,7 @@ def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: 
     split.check_against(dataset.labels)
     ids = split.ids(split_name)
     labels = np.array([dataset.labels[i] for i in ids])
-    signals = [dataset.records[i].signal for i in ids]
+    signals = dataset.signals(ids, model.config.preprocess.fs)
     probabilities = {mode: predict_records(model, signals, mode, progress=progress) for mode in MODES}
     result = {"system": f"MS-CNN ({model.config.preset})", "split": split_name, "task": model.config.task,
               "modes": {mode: _evaluate_mode(model, mode, labels, probabilities[mode], n_resamples) for mode in MODES}}

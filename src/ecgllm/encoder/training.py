@@ -55,7 +55,7 @@ class RandomCropDataset(Dataset):
 def _loader(dataset: CinCDataset, ids: list[str], model_config: MSCNNConfig, config: EncoderTrainingConfig):
     labels = [dataset.labels[i] for i in ids]
     label_dtype = torch.float32 if model_config.task == "binary" else torch.long
-    data = RandomCropDataset([dataset.records[i].signal for i in ids], labels, model_config.preprocess.window,
+    data = RandomCropDataset(dataset.signals(ids, model_config.preprocess.fs), labels, model_config.preprocess.window,
                              config.augment, config.seed, label_dtype)
     generator = torch.Generator().manual_seed(config.seed)
     if config.balance == "oversample":
@@ -80,7 +80,7 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
 
     train_ids = subset_ids(split, "train", config.max_records, config.seed)
     val_ids = subset_ids(split, "val", config.max_records, config.seed)
-    val_signals = [dataset.records[i].signal for i in val_ids]
+    val_signals = dataset.signals(val_ids, model_config.preprocess.fs)
     val_labels = np.array([dataset.labels[i] for i in val_ids])
     loader = _loader(dataset, train_ids, model_config, config)
 

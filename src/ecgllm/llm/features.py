@@ -31,8 +31,8 @@ def cached_features(encoder: MSCNN, fingerprint: str, dataset: CinCDataset, ids:
     missing = [i for i in ids if i not in cached]
     if missing:
         logger.info("encoding %d records with the frozen encoder (cached in %s)", len(missing), path)
-        computed = encode_records(encoder, [dataset.records[i].signal for i in missing], ecg_tokens, ecg_input,
-                                  progress=progress)
+        signals = dataset.signals(missing, encoder.config.preprocess.fs)
+        computed = encode_records(encoder, signals, ecg_tokens, ecg_input, progress=progress)
         cached.update({i: computed[n].contiguous() for n, i in enumerate(missing)})
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(cached, str(path))
