@@ -53,6 +53,19 @@ def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
         diagnose(model, recording.signal[:1500], 300.0, "short")
 
 
+def test_the_rhythm_is_measured_as_in_training_whatever_the_encoder_s_rate(smoke_model_dir, cinc_dir):
+    """The LLM learnt RR figures measured at CinC's 300 Hz: a 150 Hz encoder changes the windows, not the figures."""
+    from ecgllm.rhythm import measure_rhythm
+
+    model = ECGLLM.from_pretrained(smoke_model_dir)
+    recording = read_recording(cinc_dir / "A00005.mat")  # 60 s at 300 Hz
+    at_300 = diagnose(model, recording.signal, 300.0, "A00005")
+    model.encoder.config.preprocess.fs = 150.0
+    at_150 = diagnose(model, recording.signal, 300.0, "A00005")
+    assert at_150.fs_model == 150 and len(at_150.windows) == 7  # 16-s windows every 8 s
+    assert at_150.rhythm == at_300.rhythm == measure_rhythm(recording.signal, 300.0).formatted()
+    assert at_150.r_peaks_s == at_300.r_peaks_s
+
 def test_cli_diagnose_folder_goes_on_past_bad_files(smoke_model_dir, cinc_dir, tmp_path, capsys):
     for name in ("A00001", "A00004"):
         for suffix in (".mat", ".hea"):

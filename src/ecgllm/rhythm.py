@@ -10,6 +10,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ecgllm.data.preprocess import resample
+
+# R peaks are found at CinC 2017's rate, where the LLM learnt its RR figures, whatever rate a recording or an encoder
+# has: the same recording gives the same figures in training, diagnosis and external validation.
+RHYTHM_FS = 300.0
 MIN_BEATS = 4  # three RR intervals: the least from which a variability figure means anything
 # RR coefficient of variation from which the intervals are called irregular. Stated, not fitted to any test set: on
 # the binary split's 4340 training records, 96 % of AF records lie at or above it and 62 % of normal ones below (normal
@@ -89,6 +94,15 @@ def rr_statistics(rr_ms: np.ndarray, n_beats: int) -> RhythmEvidence:
     )
 
 
+def r_peak_times(signal: np.ndarray, fs: float) -> np.ndarray:
+    """R-peak times in seconds, detected at RHYTHM_FS."""
+    return detect_r_peaks(resample(signal, fs, RHYTHM_FS), RHYTHM_FS) / RHYTHM_FS
+
+
+def rr_evidence(peak_times_s: np.ndarray) -> RhythmEvidence:
+    """RhythmEvidence of R peaks at these times (seconds)."""
+    return rr_statistics(np.diff(peak_times_s) * 1000.0, len(peak_times_s))
+
+
 def measure_rhythm(signal: np.ndarray, fs: float) -> RhythmEvidence:
-    peaks = detect_r_peaks(signal, fs)
-    return rr_statistics(np.diff(peaks) / fs * 1000.0, len(peaks))
+    return rr_evidence(r_peak_times(signal, fs))

@@ -35,7 +35,7 @@ from ecgllm.llm.ecg_tokens import encode_signal_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.prompts import DECISION, LANGUAGES, answer_text
 from ecgllm.llm.scoring import PrefixCache, decide_scores, score_and_answer, score_batched
-from ecgllm.rhythm import RhythmEvidence, detect_r_peaks, rr_statistics
+from ecgllm.rhythm import RhythmEvidence, r_peak_times, rr_evidence
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class _Prepared:
     seconds: float
     fs_input: float
     signal: np.ndarray
-    peaks: np.ndarray
+    peaks_s: np.ndarray  # R-peak times
     evidence: RhythmEvidence
     prompt: list[int]
     tokens: torch.Tensor  # [W, k, D] of its sliding windows
@@ -167,11 +167,11 @@ class Diagnoser:
             raise RecordError(record, f"too short to diagnose: {seconds:.1f} s; at least {MIN_DIAGNOSIS_SECONDS:g} s "
                                       f"(one full window of the encoder)")
         pre = self.model.encoder.config.preprocess
+        peaks_s = r_peak_times(signal, fs)
+        evidence = rr_evidence(peaks_s)
         signal = resample(signal, fs, pre.fs)
-        peaks = detect_r_peaks(signal, pre.fs)
-        evidence = rr_statistics(np.diff(peaks) / pre.fs * 1000.0, len(peaks))
         tokens = encode_signal_windows(self.model.encoder, signal, self.model.config.ecg_tokens, self.batch_size)
-        return _Prepared(record, seconds, float(fs), signal, peaks, evidence, self.formatter.prompt_ids(evidence),
+        return _Prepared(record, seconds, float(fs), signal, peaks_s, evidence, self.formatter.prompt_ids(evidence),
                          tokens)
 
     @torch.no_grad()
@@ -263,7 +263,7 @@ class Diagnoser:
             window_threshold=window_threshold,
             windows=[WindowResult(round(s / pre.fs, 2), round(min(s + pre.window, n) / pre.fs, 2), float(p))
                      for s, p in zip(starts, window_p)],
-            r_peaks_s=[round(p / pre.fs, 3) for p in item.peaks])
+            r_peaks_s=[round(float(p), 3) for p in item.peaks_s])
 
     def __call__(self, signal: np.ndarray, fs: float, record: str = "recording") -> Diagnosis:
         """`signal` in millivolts at `fs` Hz (any length of at least MIN_DIAGNOSIS_SECONDS)."""

@@ -35,7 +35,7 @@ from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.scoring import PrefixCache, score_batched
-from ecgllm.rhythm import detect_r_peaks, rr_statistics
+from ecgllm.rhythm import r_peak_times, rr_evidence
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig, prefix:
     pre = model.encoder.config.preprocess
     signal = resample(recording.signal, recording.fs, pre.fs)
     scale = recording.fs / pre.fs  # model samples -> recording samples
-    peaks = detect_r_peaks(signal, pre.fs)
+    peaks_s = r_peak_times(recording.signal, recording.fs)
     formatter = ChatFormatter(model.tokenizer, model.config)
     starts = window_starts(len(signal), pre.window, pre.stride)
     rows, prompts, rhythms, keep = [], [], [], []
@@ -213,8 +213,8 @@ def evaluate_record(model: ECGLLM, header: Path, config: ExternalConfig, prefix:
         a, b = int(start * scale), int(min(start + pre.window, len(signal)) * scale)
         if not known[a:b].all():
             continue
-        in_window = peaks[(peaks >= start) & (peaks < start + pre.window)]
-        rhythms.append(rr_statistics(np.diff(in_window) / pre.fs * 1000.0, len(in_window)))
+        start_s, end_s = start / pre.fs, (start + pre.window) / pre.fs
+        rhythms.append(rr_evidence(peaks_s[(peaks_s >= start_s) & (peaks_s < end_s)]))
         prompts.append(formatter.prompt_ids(rhythms[-1]))
         share = float(af[a:b].mean())
         rows.append({"record": recording.name, "lead": recording.lead, "start_s": round(start / pre.fs, 2),

@@ -95,7 +95,7 @@ def _example_blocks(examples: list[tuple[str, dict]], data_dir: Path | None, fig
     from ecgllm.data.records import load_cinc_record
     from ecgllm.errors import RecordError
     from ecgllm.plots.ecg import plot_ecg_strip
-    from ecgllm.rhythm import detect_r_peaks
+    from ecgllm.rhythm import r_peak_times
 
     blocks = []
     for heading, row in examples:
@@ -104,7 +104,7 @@ def _example_blocks(examples: list[tuple[str, dict]], data_dir: Path | None, fig
         if data_dir is not None:
             try:
                 ecg = load_cinc_record(data_dir / f"{record}.mat")
-                peaks = detect_r_peaks(ecg.signal, ecg.fs) / ecg.fs
+                peaks = r_peak_times(ecg.signal, ecg.fs)
                 path = plot_ecg_strip(ecg.signal, ecg.fs, figures / f"example_{record}.png", peaks,
                                       title=f"{record}: {heading}")
                 picture = _image(path, f"ECG strip of {record}")
