@@ -16,7 +16,7 @@ from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.four_class import evaluate_four_class, format_four_class, log_probabilities
 from ecgllm.evaluation.metrics import evaluate_predictions, format_evaluation
 
-MODE_TITLES = {"center": "centre crop (8 s, the original protocol)", "whole": "whole record (sliding 8-s windows)"}
+MODE_TITLES = {"center": "centre crop (one window, the original protocol)", "whole": "whole record (sliding windows)"}
 
 
 def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: str | Path | None = None,

@@ -71,7 +71,8 @@ def plot_ecg_strip(signal: np.ndarray, fs: float, path: str | Path | BinaryIO, r
         ax.set_aspect(GAIN_MM_MV / PAPER_SPEED_MM_S)  # 1 s = 25 mm, 1 mV = 10 mm
         ax.text(0.05, high - 0.15, f"{start:.0f} s", fontsize=6, color="#555555", va="top")
     scorer = "encoder" if window_scorer == "encoder" else "LLM"
-    legend = f"25 mm/s, 10 mm/mV; ▼ R peaks; bar: P(AF) per 8-s window ({scorer})"
+    span = f"{windows[0]['end_s'] - windows[0]['start_s']:g}-s " if windows else ""
+    legend = f"25 mm/s, 10 mm/mV; ▼ R peaks; bar: P(AF) per {span}window ({scorer})"
     if threshold is not None:
         legend += f" (red: ≥ threshold {threshold:.2f})"
     if clipped[:int(shown_seconds * fs)].any():
