@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ecgllm.encoder import ENCODER_PRESETS, MSCNN
-from ecgllm.encoder.configuration_mscnn import TRAINING_PRESETS, encoder_training_preset
+from ecgllm.encoder.configuration_mscnn import TRAINING_PRESETS, encoder_model_preset, encoder_training_preset
 from ecgllm.errors import CheckpointError
 
 
@@ -39,6 +39,14 @@ def test_the_four_class_cpu_encoder_trains_its_validated_schedule_and_the_binary
     assert encoder_training_preset("cpu", "binary") == TRAINING_PRESETS["cpu"]
     assert (TRAINING_PRESETS["cpu"].epochs, TRAINING_PRESETS["cpu"].patience) == (30, 8)
     assert encoder_training_preset("smoke", "four") == TRAINING_PRESETS["smoke"]
+
+
+def test_the_four_class_cpu_encoder_sees_its_validated_16_s_windows_and_the_binary_one_the_spec_s_8_s():
+    four, binary = encoder_model_preset("cpu", "four"), encoder_model_preset("cpu", "binary")
+    assert (four.task, four.preprocess.fs, four.preprocess.window) == ("four", 150.0, 2400)  # 16 s
+    assert binary == dataclasses.replace(ENCODER_PRESETS["cpu"], task="binary") and binary.preprocess.fs == 300.0
+    assert encoder_model_preset("smoke", "four").preprocess.fs == 300.0
+    assert ENCODER_PRESETS["cpu"].preprocess.fs == 300.0  # the preset itself is untouched
 
 
 def test_save_and_load_needs_only_the_path(tmp_path):

@@ -12,9 +12,9 @@ from ecgllm.data.download import PHYSIONET_URL, download_cinc2017
 from ecgllm.data.readers import ReadSettings
 from ecgllm.data.split import Split, make_split
 from ecgllm.encoder.configuration_mscnn import (
-    ENCODER_PRESETS,
     EncoderTrainingConfig,
     MSCNNConfig,
+    encoder_model_preset,
     encoder_training_preset,
 )
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
@@ -72,7 +72,7 @@ def _encoder_train(args) -> None:
 
     # The split says the task: a four-class split trains a four-way head, on the preset's schedule for that task.
     dataset, split, train_config = _training_for_split(args, EncoderTrainingConfig, encoder_training_preset)
-    model_config = override(ENCODER_PRESETS[args.preset], {**given_settings(args, MSCNNConfig), "task": split.task})
+    model_config = override(encoder_model_preset(args.preset, split.task), given_settings(args, MSCNNConfig))
     train_encoder(dataset, split, args.out, model_config, train_config, not args.quiet, args.device)
 
 

@@ -39,7 +39,8 @@ from ecgllm.rhythm import RhythmEvidence, r_peak_times, rr_evidence
 
 logger = logging.getLogger(__name__)
 
-# One full encoder window: shorter inputs would be zero-padded, which the encoder never saw.
+# One window of a 300 Hz encoder: shorter inputs would be mostly padding. A 150 Hz encoder's 16-s windows pad
+# records of 8 to 16 s, as its training padded CinC's shorter records (9 s and up).
 MIN_DIAGNOSIS_SECONDS = 8.0
 
 # Each outcome's heading and what it means for the person who recorded it. A two-class model knows only N and A, so
@@ -164,8 +165,7 @@ class Diagnoser:
     def _prepare(self, signal: np.ndarray, fs: float, record: str) -> _Prepared:
         seconds = len(signal) / fs
         if seconds < MIN_DIAGNOSIS_SECONDS:
-            raise RecordError(record, f"too short to diagnose: {seconds:.1f} s; at least {MIN_DIAGNOSIS_SECONDS:g} s "
-                                      f"(one full window of the encoder)")
+            raise RecordError(record, f"too short to diagnose: {seconds:.1f} s; at least {MIN_DIAGNOSIS_SECONDS:g} s")
         pre = self.model.encoder.config.preprocess
         peaks_s = r_peak_times(signal, fs)
         evidence = rr_evidence(peaks_s)

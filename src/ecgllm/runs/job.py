@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split, make_split
-from ecgllm.encoder.configuration_mscnn import ENCODER_PRESETS, encoder_training_preset
+from ecgllm.encoder.configuration_mscnn import encoder_model_preset, encoder_training_preset
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.training import train_encoder
@@ -80,7 +80,7 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
         logger.info("reusing encoder %s", layout.encoder)
     else:
         encoder = train_encoder(dataset, split, layout.encoder,
-                                dataclasses.replace(ENCODER_PRESETS[encoder_preset], task=task),
+                                encoder_model_preset(encoder_preset, task),
                                 dataclasses.replace(encoder_training_preset(encoder_preset, task), seed=seed), progress,
                                 device)
     encoder_metrics = layout.encoder_eval / "metrics.json"
