@@ -66,6 +66,7 @@ def test_the_rhythm_is_measured_as_in_training_whatever_the_encoder_s_rate(smoke
     assert at_150.rhythm == at_300.rhythm == measure_rhythm(recording.signal, 300.0).formatted()
     assert at_150.r_peaks_s == at_300.r_peaks_s
 
+
 def test_cli_diagnose_folder_goes_on_past_bad_files(smoke_model_dir, cinc_dir, tmp_path, capsys):
     for name in ("A00001", "A00004"):
         for suffix in (".mat", ".hea"):

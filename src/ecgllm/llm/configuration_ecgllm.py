@@ -142,7 +142,7 @@ LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig, LLMEvaluationConfi
     "qwen3-8b": (ECGLLMConfig(preset="qwen3-8b", lm="Qwen3-8B", ecg_tokens=4, lang="zh"),
                  LLMTrainingConfig(), LLMEvaluationConfig()),
     # SmolLM2-135M on 2 CPU cores: English (about half the tokens of Chinese for this tokenizer), one ECG token
-    # averaged over the record's 8-s windows; beside it at the projector's input the rhythm figures (also in the
+    # averaged over the record's encoder windows; beside it at the projector's input the rhythm figures (also in the
     # prompt) and the encoder's own AF logit. One pass over 1200 class-balanced draws (about 20 min; four classes: 2400,
     # `llm_training_preset`). Chosen on validation (F1 0.917, ROC AUC 0.992, PR AUC 0.968; without the verdict 0.916 /
     # 0.988 / 0.957). A short system prompt replaces SmolLM2's default.
