@@ -48,6 +48,27 @@ def test_augment_crop_shapes_and_scaling():
     assert 0.4 < noisy.std() < 0.6
 
 
+def test_a_record_shorter_than_the_crop_is_padded_as_at_inference_not_stretched():
+    rng = np.random.default_rng(0)
+    short = zscore(np.sin(np.linspace(0, 30, 1500)))
+    crop = augment_crop(short, 2400, AugmentConfig(noise_std=0.0, time_scale=(1.0, 1.0)), rng)
+    assert np.allclose(crop[:1500], short) and not crop[1500:].any()
+    assert np.array_equal(crop, sliding_windows(short, 2400, 1200)[0])
+
+
+def test_short_crops_cut_a_share_of_crops_to_between_half_the_window_and_all_of_it():
+    x = zscore(np.sin(np.linspace(0, 100, 9000))) + 2  # no zero inside the signal
+    config = AugmentConfig(noise_std=0.0, time_scale=(1.0, 1.0), short_crop=0.5)
+    rng = np.random.default_rng(0)
+    kept = np.array([np.count_nonzero(augment_crop(x, 2400, config, rng)) for _ in range(400)])
+    assert kept.min() >= 1200 and kept.max() == 2400
+    assert 0.4 < np.mean(kept < 2400) < 0.6
+    never = AugmentConfig(noise_std=0.0, time_scale=(1.0, 1.0))
+    assert all(np.count_nonzero(augment_crop(x, 2400, never, rng)) == 2400 for _ in range(50))
+    with pytest.raises(ValueError, match="short_crop"):
+        AugmentConfig(short_crop=1.5)
+
+
 def test_aggregate():
     p = np.array([0.1, 0.9, 0.5])
     assert aggregate_windows(p, "mean") == pytest.approx(0.5)

@@ -82,8 +82,10 @@ def _encoder_evaluate(args) -> None:
         model.config.preprocess.stride = args.stride
     dataset, split = _load_data(args)
     # RUN/encoder/eval holds the test figures a run reads back: another split's go beside them.
-    out = args.out or Path(args.model) / ("eval" if args.split_name == "test" else f"eval_{args.split_name}")
-    result = evaluate_encoder(model, dataset, split, out, args.split_name, progress=not args.quiet)
+    name = "eval" if args.split_name == "test" else f"eval_{args.split_name}"
+    out = args.out or Path(args.model) / (name if args.max_seconds is None else f"{name}_{args.max_seconds:g}s")
+    result = evaluate_encoder(model, dataset, split, out, args.split_name, progress=not args.quiet,
+                              max_seconds=args.max_seconds)
     print(f"{format_encoder_result(result)}\nwritten to {out}")
 
 
@@ -209,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     _command(encoder, "evaluate", _encoder_evaluate, "metrics with bootstrap intervals on a split",
              ("--model", REQUIRED), *DATA, ("--split-name", {"default": "test", "choices": ["train", "val", "test"]}),
              ("--stride", {"type": int, "help": "whole-record mode: samples between windows (default: 1200)"}),
-             ("--out", {**PATH, "help": "default: MODEL/eval (test) or MODEL/eval_SPLIT"}), DEVICE)
+             ("--max-seconds", {"type": float, "help": "score only each record's first S seconds (e.g. 10, as a "
+                                                       "device that records 10 s)"}),
+             ("--out", {**PATH, "help": "default: MODEL/eval (test) or MODEL/eval_SPLIT, + _Ss with --max-seconds"}),
+             DEVICE)
 
     llm = commands.add_parser("llm", help="Task 2: the ECG-LLM").add_subparsers(dest="llm_command", required=True)
     compare = ("--encoder-eval", {**PATH, "help": "Task 1 eval folder to compare with (default: the run's)"})

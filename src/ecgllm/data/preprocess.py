@@ -29,6 +29,12 @@ class AugmentConfig:
     enabled: bool = True
     noise_std: float = 0.05  # Gaussian noise, in units of the record's standard deviation
     time_scale: tuple[float, float] = (0.9, 1.1)
+    short_crop: float = setting(0.0, "share of training crops cut to a random length between half the window and "
+                                     "all of it, the rest zero-padded as a short record's window is at inference, so "
+                                     "that padding tells nothing of the class")
+
+    def __post_init__(self):
+        check_range("short_crop", self.short_crop, 0.0, 1.0)
 
 
 def zscore(signal: np.ndarray) -> np.ndarray:
@@ -69,16 +75,23 @@ def sliding_windows(signal: np.ndarray, window: int, stride: int) -> np.ndarray:
 
 
 def augment_crop(signal: np.ndarray, window: int, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Random crop with time scaling (a crop of window*scale samples resampled to `window`) and Gaussian noise."""
+    """Random crop with time scaling (a crop of window*scale samples resampled to `window`), Gaussian noise and, for a
+    `short_crop` share, a random cut; what is left short is zero-padded at the end, as `sliding_windows` pads a short
+    record at inference (a record shorter than the crop is scaled, never stretched to fill the window)."""
     if not config.enabled:
         return crop_or_pad(signal, window, "random", rng)
     scale = rng.uniform(*config.time_scale)
-    span = min(len(signal), int(round(window * scale)))
+    full_span = int(round(window * scale))
+    span = min(len(signal), full_span)
+    length = window if span == full_span else min(window, int(round(span / scale)))
     crop = crop_or_pad(signal, span, "random", rng)
-    crop = np.interp(np.linspace(0, span - 1, window), np.arange(span), crop).astype(np.float32)
+    crop = np.interp(np.linspace(0, span - 1, length), np.arange(span), crop).astype(np.float32)
     if config.noise_std > 0:
-        crop = crop + rng.normal(0, config.noise_std, window).astype(np.float32)
-    return crop
+        crop = crop + rng.normal(0, config.noise_std, length).astype(np.float32)
+    # Drawn only when asked for, so presets without short crops keep their random streams.
+    if config.short_crop > 0 and rng.random() < config.short_crop and length > window // 2:
+        crop = crop[:rng.integers(window // 2, length + 1)]
+    return crop_or_pad(crop, window)
 
 
 def aggregate_windows(probabilities: np.ndarray, method: str):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgllm.configuration_utils import check_range
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.labels import task_labels
 from ecgllm.data.preprocess import MODES
@@ -20,15 +21,22 @@ MODE_TITLES = {"center": "centre crop (one window, the original protocol)", "who
 
 
 def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: str | Path | None = None,
-                     split_name: str = "test", n_resamples: int = 1000, progress: bool = True) -> dict:
-    """Metrics with 95% bootstrap intervals for each mode; writes metrics.json, metrics.txt, predictions.csv."""
+                     split_name: str = "test", n_resamples: int = 1000, progress: bool = True,
+                     max_seconds: float | None = None) -> dict:
+    """Metrics with 95% bootstrap intervals for each mode; writes metrics.json, metrics.txt, predictions.csv.
+    `max_seconds` scores only each record's first seconds, as from a device that records that long."""
     split.require_task(model.config.task, "this MS-CNN")
     split.check_against(dataset.labels)
     ids = split.ids(split_name)
     labels = np.array([dataset.labels[i] for i in ids])
-    signals = dataset.signals(ids, model.config.preprocess.fs)
+    fs = model.config.preprocess.fs
+    signals = dataset.signals(ids, fs)
+    if max_seconds is not None:
+        check_range("max_seconds", max_seconds, 1.0)
+        signals = [signal[:int(max_seconds * fs)] for signal in signals]
     probabilities = {mode: predict_records(model, signals, mode, progress=progress) for mode in MODES}
     result = {"system": f"MS-CNN ({model.config.preset})", "split": split_name, "task": model.config.task,
+              "max_seconds": max_seconds,
               "modes": {mode: _evaluate_mode(model, mode, labels, probabilities[mode], n_resamples) for mode in MODES}}
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -58,7 +66,8 @@ def _evaluate_mode(model: MSCNN, mode: str, labels: np.ndarray, probabilities: n
 
 
 def format_encoder_result(result: dict) -> str:
-    blocks = [f"{result['system']} on the {result['split']} split (thresholds chosen on validation)"]
+    cut = f", each record's first {result['max_seconds']:g} s" if result.get("max_seconds") else ""
+    blocks = [f"{result['system']} on the {result['split']} split{cut} (thresholds chosen on validation)"]
     show = format_evaluation if result.get("task", "binary") == "binary" else format_four_class
     blocks += [show(MODE_TITLES[mode], result["modes"][mode]) for mode in MODES]
     return "\n\n".join(blocks)
