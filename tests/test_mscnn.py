@@ -111,6 +111,11 @@ def test_an_encoder_at_another_rate_reads_records_resampled_to_it(small_cinc, tm
     assert model.config.preprocess.fs == 150
     assert set(seen) == {"training crops", "validation", "evaluation"}
     assert all(lengths <= {n // 2 for n in recorded} for lengths in seen.values()), seen
+    seen.clear()  # --max-seconds: each record's first 10 s, as a device that records 10 s
+    assert main(["-q", "encoder", "evaluate", "--model", str(folder), "--data", str(small_cinc), "--split",
+                 str(split_path), "--max-seconds", "10"]) == 0
+    assert max(seen["evaluation"]) == 1500, seen
+    assert json.loads((folder / "eval_10s" / "metrics.json").read_text())["max_seconds"] == 10
 
     ids = Split.load(split_path).test
     assert dataset.signals(ids, 300)[0] is dataset.records[ids[0]].signal  # the recorded rate: no copy
