@@ -69,7 +69,9 @@ ENCODER_PRESETS: dict[str, MSCNNConfig] = {  # as the binary task trains them; `
 }
 
 # Chosen on validation for the four-class task (seed 42, cpu: challenge score 0.8304 at 150 Hz, whose 2400-sample
-# windows span 16 s, against 0.8196 at 300 Hz; benchmarks/results/four_class_encoder_cpu_context_choice.json).
+# windows span 16 s, against 0.8196 at 300 Hz; benchmarks/results/four_class_encoder_cpu_context_choice.json), and
+# again once trained with short crops, on whole records and their first 10 s (0.838 / 0.780 against 0.820 / 0.749;
+# benchmarks/results/four_class_encoder_cpu_short_records_choice.json).
 TASK_MODEL = {("cpu", "four"): {"preprocess": PreprocessConfig(fs=150.0)}}
 
 
