@@ -25,6 +25,7 @@ def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: 
                      max_seconds: float | None = None) -> dict:
     """Metrics with 95% bootstrap intervals for each mode; writes metrics.json, metrics.txt, predictions.csv.
     `max_seconds` scores only each record's first seconds, as from a device that records that long."""
+    check_range("max_seconds", max_seconds, 1.0)
     split.require_task(model.config.task, "this MS-CNN")
     split.check_against(dataset.labels)
     ids = split.ids(split_name)
@@ -32,7 +33,6 @@ def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: 
     fs = model.config.preprocess.fs
     signals = dataset.signals(ids, fs)
     if max_seconds is not None:
-        check_range("max_seconds", max_seconds, 1.0)
         signals = [signal[:int(max_seconds * fs)] for signal in signals]
     probabilities = {mode: predict_records(model, signals, mode, progress=progress) for mode in MODES}
     result = {"system": f"MS-CNN ({model.config.preset})", "split": split_name, "task": model.config.task,

@@ -1,4 +1,4 @@
-"""Diagnose recordings: resample, measure the rhythm, encode the 8-s windows, decide, and write the answer.
+"""Diagnose recordings: resample, measure the rhythm, encode the encoder's windows, decide, and write the answer.
 
 A model trained on whole-record tokens (`ecg_input="whole"`, the cpu preset) scores the record's averaged tokens once;
 its per-window bars come from the frozen encoder's own head (cheap, and labelled as the encoder's: the LM never saw
@@ -40,7 +40,7 @@ from ecgllm.rhythm import RhythmEvidence, r_peak_times, rr_evidence
 logger = logging.getLogger(__name__)
 
 # One window of a 300 Hz encoder: shorter inputs would be mostly padding. A 150 Hz encoder's 16-s windows pad
-# records of 8 to 16 s, as its training padded CinC's shorter records (9 s and up).
+# records of 8 to 16 s, as its training pads its short crops (AugmentConfig.short_crop).
 MIN_DIAGNOSIS_SECONDS = 8.0
 
 # Each outcome's heading and what it means for the person who recorded it. A two-class model knows only N and A, so
