@@ -17,7 +17,9 @@ AF-vs-rest F1 and ROC AUC over all four classes, N-vs-A F1 on the binary split's
 Prints validation figures first (choose a variant on these), then test figures: per run, mean +- SD, and the paired
 difference LLM - CNN with a t interval over runs. Writes benchmarks/results/seed_comparison_<preset>.json
 (seed_comparison_four_<preset>.json for the four-class task).
-A finished seed or variant is read back, not retrained, so the command resumes where it stopped.
+A finished seed or variant is read back, not retrained, so the command resumes where it stopped. With `--reuse`,
+runs already in the results file are taken from it (their run folders may be gone, e.g. on another machine), and the
+file keeps the command that measured each of them.
 """
 
 import argparse
@@ -134,17 +136,28 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], choices=sorted(VARIANTS))
     parser.add_argument("--folds", type=int, default=None, help="K folds of the first seed instead of seeds")
     parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="take runs already in the results file from it")
     args = parser.parse_args()
     task = args.task
     results = args.results or Path(__file__).parent / "results" / \
         f"seed_comparison_{'four_' if task == 'four' else ''}{args.preset}.json"
 
     started = time.perf_counter()
+    command = "python " + " ".join(sys.argv)
     systems: dict[str, dict[str, dict]] = {"preset": {}, **{v: {} for v in args.variant}}
+    earlier = json.loads(results.read_text()) if args.reuse and results.exists() else None
+    if earlier is not None and earlier["task"] != task:
+        parser.error(f"{results} holds the {earlier['task']} task, not {task}")
+    measured_by: dict[str, str] = {}
     runs = [(f"seed_{s}", s, None) for s in args.seeds] if args.folds is None else \
         [(f"fold_{k}", args.seeds[0], k) for k in range(args.folds)]
     # Every run before any variant: the comparison with the CNN is complete first.
     for name, seed, fold in runs:
+        if earlier is not None and name in earlier["per_run"]["preset"]:
+            systems["preset"][name] = earlier["per_run"]["preset"][name]
+            measured_by[name] = earlier.get("measured_by", {}).get(name, earlier["command"])
+            continue
+        measured_by[name] = command
         layout = RunLayout(args.out / name)
         if fold is not None and not layout.split.exists():  # `run` reuses a split it finds
             labels = load_cinc_folder(args.data, task=task, progress=False).labels
@@ -164,7 +177,7 @@ def main() -> None:
         print("\n" + format_table(name, systems[name], summaries[name], task))
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({
-        "command": "python " + " ".join(sys.argv), "machine": f"{platform.node()}, {platform.processor()}",
+        "command": command, "measured_by": measured_by, "machine": f"{platform.node()}, {platform.processor()}",
         "task": task, "evaluation": "scoring only, thresholds (four classes: class offsets) chosen on validation; CNN "
                                     "averaged over the record's windows",
         "variants": {name: VARIANTS[name] for name in args.variant},
