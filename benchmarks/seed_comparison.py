@@ -18,8 +18,8 @@ Prints validation figures first (choose a variant on these), then test figures: 
 difference LLM - CNN with a t interval over runs. Writes benchmarks/results/seed_comparison_<preset>.json
 (seed_comparison_four_<preset>.json for the four-class task).
 A finished seed or variant is read back, not retrained, so the command resumes where it stopped. With `--reuse`,
-runs already in the results file are taken from it (their run folders may be gone, e.g. on another machine), and the
-file keeps the command that measured each of them.
+runs already in the results file are taken from it (their run folders may be gone, e.g. on another machine; a variant
+still needs them), and the file keeps the command that measured each of them.
 """
 
 import argparse
