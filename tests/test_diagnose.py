@@ -127,7 +127,10 @@ def test_a_batch_equals_one_by_one_and_goes_on_past_a_bad_recording(smoke_model_
             continue
         alone = diagnoser(signal, fs, name)
         assert outcome.record == name and outcome.p_af == pytest.approx(alone.p_af, abs=1e-5)
-        assert outcome.answer == alone.answer and outcome.windows == pytest.approx(alone.windows)
+        assert outcome.answer == alone.answer
+        # batching moves the float kernels' summation order: probabilities agree to rounding, not bit for bit
+        assert [(w.start_s, w.end_s) for w in outcome.windows] == [(w.start_s, w.end_s) for w in alone.windows]
+        assert [w.p_af for w in outcome.windows] == pytest.approx([w.p_af for w in alone.windows], abs=1e-5)
 
 
 def test_cli_diagnose_bundled_examples(smoke_model_dir, capsys):
