@@ -7,7 +7,6 @@ Prints the figures and writes them to benchmarks/results/encoder_throughput.json
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.preprocess import AugmentConfig, augment_crop, record_windows
 from ecgllm.encoder import ENCODER_PRESETS, MSCNN
+from ecgllm.utils import describe_host
 
 
 def timed(fn, repeats: int) -> float:
@@ -44,7 +44,7 @@ def main() -> None:
     windows, _ = record_windows([r.signal for r in signals], "whole", 2400, 1200)
     preprocess_s = time.perf_counter() - started
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": describe_host(),
         "torch": torch.__version__,
         "data": {"records": len(signals), "load_s": round(load_s, 2), "whole_record_windows": len(windows),
                  "zscore_and_window_s": round(preprocess_s, 2)},

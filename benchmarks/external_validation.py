@@ -11,7 +11,6 @@ summary to benchmarks/results/external_<name>.json.
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from ecgllm.evaluation.metrics import METRIC_NAMES
 from ecgllm.runs.external import ExternalConfig, evaluate_external, format_external
 from ecgllm.runs.layout import RunLayout, load_model, resolve_model_dir
+from ecgllm.utils import describe_host
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
     print("\nmean over runs: " + ", ".join(f"{n} {m['mean']:.3f} +- {m['sd']:.3f}" for n, m in mean.items()))
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({
-        "command": "python " + " ".join(sys.argv), "machine": f"{platform.node()}, {platform.processor()}",
+        "command": "python " + " ".join(sys.argv), "machine": describe_host(),
         "config": {"mode": args.mode, "lead": args.lead}, "per_run": per_run, "mean_over_runs": mean,
         "wall_seconds": round(time.perf_counter() - started)}, indent=2))
     print(f"wrote {results}")

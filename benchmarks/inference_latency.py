@@ -14,7 +14,6 @@ Prints the figures and writes them to benchmarks/results/inference_latency.json.
 
 import argparse
 import json
-import platform
 import resource
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from ecgllm.llm.ecg_tokens import encode_signal_windows
 from ecgllm.llm.scoring import PrefixCache, decision_scores, score_and_answer, score_batched
 from ecgllm.rhythm import measure_rhythm
 from ecgllm.runs.layout import RunLayout, load_model, resolve_model_dir
+from ecgllm.utils import describe_host
 
 SECONDS = 30
 
@@ -65,7 +65,7 @@ def main() -> None:
     fs = records[0].fs
     signals = [r.signal[:int(SECONDS * fs)] for r in records]
     formatter = ChatFormatter(model.tokenizer, model.config)
-    results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "device": str(model.device),
+    results = {"machine": describe_host(), "device": str(model.device),
                "torch": torch.__version__, "model": str(model_dir), "lm": model.config.lm,
                "ecg_tokens": model.config.ecg_tokens, "rhythm_prompt": model.config.rhythm_prompt,
                "records": len(records) - 1, "record_seconds": SECONDS}

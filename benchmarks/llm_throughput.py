@@ -12,7 +12,6 @@ benchmarks/results/llm_throughput.json.
 import argparse
 import json
 import multiprocessing
-import platform
 import resource
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from ecgllm.llm.ecg_tokens import encode_records, encode_windows
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.scoring import decision_scores, generate_answers
 from ecgllm.rhythm import measure_rhythm
+from ecgllm.utils import describe_host
 
 
 def measure(task: str, args) -> dict:
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "llm_throughput.json")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
-    results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "torch": torch.__version__,
+    results = {"machine": describe_host(), "torch": torch.__version__,
                "preset": args.preset, "lm": LLM_PRESETS[args.preset][0].lm, "records": args.records}
     for task in ("train_feature_cache", "train_recompute_encoder", "score", "generate_50_tokens"):
         queue = context.Queue()

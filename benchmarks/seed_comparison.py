@@ -19,13 +19,14 @@ difference LLM - CNN with a t interval over runs. Writes benchmarks/results/seed
 (seed_comparison_four_<preset>.json for the four-class task).
 A finished seed or variant is read back, not retrained, so the command resumes where it stopped. With `--reuse`,
 runs already in the results file are taken from it (their run folders may be gone, e.g. on another machine; a variant
-still needs them), and the file keeps the command that measured each of them.
+still needs them), and the file keeps the command that measured each of them. It also keeps the hosts each run's encoder
+and LLM were trained on (`trained_on`, from their host.json): the same seed on another instruction set trains another
+model.
 """
 
 import argparse
 import dataclasses
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from ecgllm.llm.training import train_llm
 from ecgllm.modeling_utils import CONFIG_NAME
 from ecgllm.runs.job import RUN_PRESETS, evaluate_run_llm, run
 from ecgllm.runs.layout import RunLayout
+from ecgllm.utils import HOST_NAME, describe_host
 
 SCORE_ONLY = {"generate": False}
 # LLM settings changed from the preset, by name; each is trained for every seed.
@@ -77,6 +79,12 @@ def llm_figures(result: dict) -> dict:
             "cnn": {m: whole["cnn"]["metrics"][m] for m in METRICS["binary"]},
             "mcnemar": whole["mcnemar"],
             "n_test": result["scoring"]["n_records"], "n_test_af": result["scoring"]["n_positive"]}
+
+
+def trained_on(layout: RunLayout) -> dict:
+    """The hosts the run's encoder and LLM were trained on; None for models trained before hosts were recorded."""
+    return {stage: json.loads((folder / HOST_NAME).read_text()) if (folder / HOST_NAME).is_file() else None
+            for stage, folder in (("encoder", layout.encoder), ("llm", layout.llm))}
 
 
 def train_variant(name: str, layout: RunLayout, data: Path, preset: str, seed: int, task: str) -> dict:
@@ -149,6 +157,7 @@ def main() -> None:
     if earlier is not None and earlier["task"] != task:
         parser.error(f"{results} holds the {earlier['task']} task, not {task}")
     measured_by: dict[str, str] = {}
+    hosts: dict[str, dict] = {}
     runs = [(f"seed_{s}", s, None) for s in args.seeds] if args.folds is None else \
         [(f"fold_{k}", args.seeds[0], k) for k in range(args.folds)]
     # Every run before any variant: the comparison with the CNN is complete first.
@@ -156,6 +165,7 @@ def main() -> None:
         if earlier is not None and name in earlier["per_run"]["preset"]:
             systems["preset"][name] = earlier["per_run"]["preset"][name]
             measured_by[name] = earlier.get("measured_by", {}).get(name, earlier["command"])
+            hosts[name] = earlier.get("trained_on", {}).get(name)
             continue
         measured_by[name] = command
         layout = RunLayout(args.out / name)
@@ -164,6 +174,7 @@ def main() -> None:
             make_fold_split(labels, task, args.folds, fold, seed).save(layout.split)
         result = run(args.data, layout.root, args.preset, seed, evaluation=SCORE_ONLY, task=task)
         systems["preset"][name] = llm_figures(result["llm"])
+        hosts[name] = trained_on(layout)
     for variant in args.variant:
         for name, seed, _ in runs:
             systems[variant][name] = train_variant(variant, RunLayout(args.out / name), args.data, args.preset, seed,
@@ -177,7 +188,7 @@ def main() -> None:
         print("\n" + format_table(name, systems[name], summaries[name], task))
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({
-        "command": command, "measured_by": measured_by, "machine": f"{platform.node()}, {platform.processor()}",
+        "command": command, "measured_by": measured_by, "trained_on": hosts, "machine": describe_host(),
         "task": task, "evaluation": "scoring only, thresholds (four classes: class offsets) chosen on validation; CNN "
                                     "averaged over the record's windows",
         "variants": {name: VARIANTS[name] for name in args.variant},

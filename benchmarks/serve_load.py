@@ -9,7 +9,6 @@ Prints the figures and writes them to benchmarks/results/serve_load.json.
 
 import argparse
 import json
-import platform
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import httpx
 import numpy as np
 
 from ecgllm.examples import example_records
+from ecgllm.utils import describe_host
 
 
 def free_port() -> int:
@@ -67,7 +67,7 @@ def main() -> None:
             return time.perf_counter() - started, response.status_code
 
         request(0)  # warm-up
-        results = {"machine": f"{platform.machine()}, {platform.python_version()}", "model": str(args.model),
+        results = {"machine": describe_host(), "model": str(args.model),
                    "record_seconds": 30, "levels": []}
         for clients in map(int, args.clients.split(",")):
             total = clients * args.requests_per_client

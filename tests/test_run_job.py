@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from ecgllm.cli import main
 from ecgllm.data.split import Split
@@ -23,6 +24,9 @@ def test_run_smoke_end_to_end_and_resume(smoke_run, small_cinc):
     assert all(0 < t < 1 for t in encoder.config.thresholds.values())
     history = (run / "encoder" / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 2  # header + 2 epochs
+    for stage in ("encoder", "llm"):  # the host each model was trained on, beside its training config
+        host = json.loads((run / stage / "host.json").read_text())
+        assert host["torch"] == torch.__version__ and host["threads"] == torch.get_num_threads()
     metrics = json.loads((run / "encoder" / "eval" / "metrics.json").read_text())
     for mode in ("center", "whole"):
         result = metrics["modes"][mode]
@@ -40,6 +44,17 @@ def test_run_smoke_end_to_end_and_resume(smoke_run, small_cinc):
     assert weights.stat().st_mtime_ns == stamp  # resumed, not retrained
     assert main(["-q", "run", "--data", str(small_cinc), "--out", str(run), "--preset", "smoke"]) == 2  # four-class
     assert weights.stat().st_mtime_ns == stamp
+
+
+def test_the_host_record_names_a_capped_instruction_set(monkeypatch):
+    from ecgllm.utils import ISA_VARIABLES, VECTOR_FLAGS, describe_host
+
+    for name in ISA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    host = describe_host()
+    assert host["isa_limits"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"} and host["cpu"]["model"]
+    assert set(host["cpu"]["vector_flags"]) <= set(VECTOR_FLAGS)
 
 
 def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):

@@ -24,7 +24,7 @@ from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.four_class import af_score, challenge_score, choose_offsets, log_probabilities
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold
 from ecgllm.modeling_utils import config_to_dict
-from ecgllm.utils import resolve_device, seed_everything
+from ecgllm.utils import resolve_device, save_host, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
+    save_host(out_dir)
 
     train_ids = subset_ids(split, "train", config.max_records, config.seed)
     val_ids = subset_ids(split, "val", config.max_records, config.seed)

@@ -28,7 +28,7 @@ from ecgllm.llm.cross_fit import cross_fitted_verdicts
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ADAPTER_DIR, ECGLLM, PROJECTOR_NAME
 from ecgllm.modeling_utils import config_to_dict
-from ecgllm.utils import resolve_device
+from ecgllm.utils import resolve_device, save_host
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +219,7 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
+        save_host(out_dir)
 
     positions = branch_positions(ChatFormatter(model.tokenizer, model.config), examples) \
         if config.decision_weight != 1.0 else None
