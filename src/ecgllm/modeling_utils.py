@@ -11,13 +11,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ecgllm.errors import CheckpointError
+from ecgllm.utils import save_host
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+TRAINING_CONFIG_NAME = "training_config.json"
 
 
 def config_to_dict(config) -> dict:
     return dataclasses.asdict(config)
+
+
+def save_training_config(folder: Path, config) -> None:
+    """How a model is being trained, and on which host, beside where its weights will be saved."""
+    (folder / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
+    save_host(folder)
 
 
 def config_from_dict(config_class, raw: dict, source: str = "config"):

@@ -4,7 +4,6 @@ backward passes run in bf16 autocast (the weights and optimiser stay float32).""
 
 import csv
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,12 +22,11 @@ from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.four_class import af_score, challenge_score, choose_offsets, log_probabilities
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold
-from ecgllm.modeling_utils import config_to_dict
-from ecgllm.utils import resolve_device, save_host, seed_everything
+from ecgllm.modeling_utils import save_training_config
+from ecgllm.utils import resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
-TRAINING_CONFIG_NAME = "training_config.json"
 HISTORY_NAME = "history.csv"
 
 
@@ -76,8 +74,7 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     split.check_against(dataset.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
-    (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
-    save_host(out_dir)
+    save_training_config(out_dir, config)
 
     train_ids = subset_ids(split, "train", config.max_records, config.seed)
     val_ids = subset_ids(split, "val", config.max_records, config.seed)

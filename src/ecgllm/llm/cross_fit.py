@@ -20,7 +20,7 @@ from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, encoder_tr
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.llm.features import cached_features
 from ecgllm.llm.modeling_ecgllm import encoder_fingerprint, head_logit
-from ecgllm.modeling_utils import WEIGHTS_NAME, config_from_dict
+from ecgllm.modeling_utils import TRAINING_CONFIG_NAME, WEIGHTS_NAME, config_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def fold_of_training_records(split: Split, folds: int, seed: int) -> dict[str, i
 
 def _training_settings(encoder_dir: Path, encoder: MSCNN) -> EncoderTrainingConfig:
     """How the run's encoder was trained (its training_config.json), else its preset's settings."""
-    path = encoder_dir / "training_config.json"
+    path = encoder_dir / TRAINING_CONFIG_NAME
     if path.exists():
         return config_from_dict(EncoderTrainingConfig, json.loads(path.read_text()), str(path))
     return encoder_training_preset(encoder.config.preset, encoder.config.task)

@@ -5,7 +5,6 @@ the frozen CNN runs once per record, not once per step.
 """
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -27,12 +26,11 @@ from ecgllm.llm.configuration_ecgllm import TASK_DECISION_WEIGHT, ECGLLMConfig, 
 from ecgllm.llm.cross_fit import cross_fitted_verdicts
 from ecgllm.llm.data import Example, TrainingCollator, prepare_examples
 from ecgllm.llm.modeling_ecgllm import ADAPTER_DIR, ECGLLM, PROJECTOR_NAME
-from ecgllm.modeling_utils import config_to_dict
-from ecgllm.utils import resolve_device, save_host
+from ecgllm.modeling_utils import save_training_config
+from ecgllm.utils import resolve_device
 
 logger = logging.getLogger(__name__)
 
-TRAINING_CONFIG_NAME = "training_config.json"
 LOG_NAME = "train_log.csv"
 STATE_NAME = "training_state.pt"  # optimiser, schedule and RNG: what resuming needs beyond the weights
 CHECKPOINT_PATTERN = re.compile(r"checkpoint_epoch_(\d+)$")
@@ -218,8 +216,7 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
                                     verdicts)
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
-        save_host(out_dir)
+        save_training_config(out_dir, config)
 
     positions = branch_positions(ChatFormatter(model.tokenizer, model.config), examples) \
         if config.decision_weight != 1.0 else None
