@@ -45,7 +45,6 @@ def main() -> None:
     preprocess_s = time.perf_counter() - started
     results = {
         "machine": describe_host(),
-        "torch": torch.__version__,
         "data": {"records": len(signals), "load_s": round(load_s, 2), "whole_record_windows": len(windows),
                  "zscore_and_window_s": round(preprocess_s, 2)},
         "presets": {},

@@ -66,7 +66,7 @@ def main() -> None:
     signals = [r.signal[:int(SECONDS * fs)] for r in records]
     formatter = ChatFormatter(model.tokenizer, model.config)
     results = {"machine": describe_host(), "device": str(model.device),
-               "torch": torch.__version__, "model": str(model_dir), "lm": model.config.lm,
+               "model": str(model_dir), "lm": model.config.lm,
                "ecg_tokens": model.config.ecg_tokens, "rhythm_prompt": model.config.rhythm_prompt,
                "records": len(records) - 1, "record_seconds": SECONDS}
 

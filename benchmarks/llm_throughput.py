@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "llm_throughput.json")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
-    results = {"machine": describe_host(), "torch": torch.__version__,
+    results = {"machine": describe_host(),
                "preset": args.preset, "lm": LLM_PRESETS[args.preset][0].lm, "records": args.records}
     for task in ("train_feature_cache", "train_recompute_encoder", "score", "generate_50_tokens"):
         queue = context.Queue()

@@ -11,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ecgllm.errors import CheckpointError
-from ecgllm.utils import save_host
+from ecgllm.utils import HOST_NAME, describe_host
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -25,7 +25,7 @@ def config_to_dict(config) -> dict:
 def save_training_config(folder: Path, config) -> None:
     """How a model is being trained, and on which host, beside where its weights will be saved."""
     (folder / TRAINING_CONFIG_NAME).write_text(json.dumps(config_to_dict(config), indent=2))
-    save_host(folder)
+    (folder / HOST_NAME).write_text(json.dumps(describe_host(), indent=2))
 
 
 def config_from_dict(config_class, raw: dict, source: str = "config"):

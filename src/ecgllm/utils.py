@@ -1,6 +1,5 @@
 """Small helpers shared by every stage: seeding, logging, the compute device, the host a result came from."""
 
-import json
 import logging
 import os
 import platform
@@ -40,7 +39,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-HOST_NAME = "host.json"  # written beside a trained model's training config
+HOST_NAME = "host.json"  # written beside a trained model's training config (modeling_utils.save_training_config)
 # Variables that cap the vector instructions torch's CPU kernels (ATen, oneDNN, MKL) use.
 ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 VECTOR_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
@@ -62,8 +61,3 @@ def describe_host() -> dict:
             "isa_limits": {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ},
             "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-
-
-def save_host(folder: Path) -> None:
-    """Record beside a model being trained the host it is trained on (HOST_NAME)."""
-    (Path(folder) / HOST_NAME).write_text(json.dumps(describe_host(), indent=2))
