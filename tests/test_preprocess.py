@@ -40,31 +40,32 @@ def test_windows_cover_the_whole_record():
 def test_augment_crop_shapes_and_scaling():
     rng = np.random.default_rng(0)
     x = zscore(np.sin(np.linspace(0, 100, 9000)))
-    crop = augment_crop(x, 2400, AugmentConfig(noise_std=0.0, time_scale=(1.1, 1.1)), rng)
+    crop = augment_crop(x, 2400, AugmentConfig(noise_std=0.0, time_scale=(1.1, 1.1)), rng, 1200)
     assert crop.shape == (2400,) and crop.dtype == np.float32
-    plain = augment_crop(x, 2400, AugmentConfig(enabled=False), rng)
+    plain = augment_crop(x, 2400, AugmentConfig(enabled=False), rng, 1200)
     assert any(np.allclose(plain, x[s:s + 2400]) for s in range(0, 9000 - 2400 + 1))
-    noisy = augment_crop(np.zeros(3000, np.float32), 2400, AugmentConfig(noise_std=0.5, time_scale=(1, 1)), rng)
+    noisy = augment_crop(np.zeros(3000, np.float32), 2400, AugmentConfig(noise_std=0.5, time_scale=(1, 1)), rng,
+                         1200)
     assert 0.4 < noisy.std() < 0.6
 
 
 def test_a_record_shorter_than_the_crop_is_padded_as_at_inference_not_stretched():
     rng = np.random.default_rng(0)
     short = zscore(np.sin(np.linspace(0, 30, 1500)))
-    crop = augment_crop(short, 2400, AugmentConfig(noise_std=0.0, time_scale=(1.0, 1.0)), rng)
+    crop = augment_crop(short, 2400, AugmentConfig(noise_std=0.0, time_scale=(1.0, 1.0)), rng, 1200)
     assert np.allclose(crop[:1500], short) and not crop[1500:].any()
     assert np.array_equal(crop, sliding_windows(short, 2400, 1200)[0])
 
 
-def test_short_crops_cut_a_share_of_crops_to_between_half_the_window_and_all_of_it():
+def test_short_crops_cut_a_share_of_crops_to_between_the_shortest_record_and_all_of_it():
     x = zscore(np.sin(np.linspace(0, 100, 9000))) + 2  # no zero inside the signal
     config = AugmentConfig(noise_std=0.0, time_scale=(1.0, 1.0), short_crop=0.5)
     rng = np.random.default_rng(0)
-    kept = np.array([np.count_nonzero(augment_crop(x, 2400, config, rng)) for _ in range(400)])
-    assert kept.min() >= 1200 and kept.max() == 2400
+    kept = np.array([np.count_nonzero(augment_crop(x, 2400, config, rng, 600)) for _ in range(400)])
+    assert kept.min() >= 600 and np.any(kept < 1200) and kept.max() == 2400  # a 32-s window cut down to 8 s
     assert 0.4 < np.mean(kept < 2400) < 0.6
     never = AugmentConfig(noise_std=0.0, time_scale=(1.0, 1.0))
-    assert all(np.count_nonzero(augment_crop(x, 2400, never, rng)) == 2400 for _ in range(50))
+    assert all(np.count_nonzero(augment_crop(x, 2400, never, rng, 600)) == 2400 for _ in range(50))
     with pytest.raises(ValueError, match="short_crop"):
         AugmentConfig(short_crop=1.5)
 

@@ -10,6 +10,9 @@ from ecgllm.configuration_utils import check_range, setting
 from ecgllm.data.readers import MAX_FS, MIN_FS
 
 MODES = ("center", "whole")  # one centre crop per record (the original protocol), or its sliding windows
+# The shortest recording diagnosed: one window of a 300 Hz encoder, shorter inputs would be mostly padding. An encoder
+# whose windows are longer pads records down to this length, so its training cuts short crops down to it as well.
+MIN_DIAGNOSIS_SECONDS = 8.0
 
 
 @dataclass
@@ -29,9 +32,9 @@ class AugmentConfig:
     enabled: bool = True
     noise_std: float = 0.05  # Gaussian noise, in units of the record's standard deviation
     time_scale: tuple[float, float] = (0.9, 1.1)
-    short_crop: float = setting(0.0, "share of training crops cut to a random length between half the window and "
-                                     "all of it, the rest zero-padded as a short record's window is at inference, so "
-                                     "that padding tells nothing of the class")
+    short_crop: float = setting(0.0, "share of training crops cut to a random length between the shortest record "
+                                     "diagnosed (8 s) and all of it, the rest zero-padded as a short record's window "
+                                     "is at inference, so that padding tells nothing of the class")
 
     def __post_init__(self):
         check_range("short_crop", self.short_crop, 0.0, 1.0)
@@ -74,10 +77,12 @@ def sliding_windows(signal: np.ndarray, window: int, stride: int) -> np.ndarray:
     return np.stack([crop_or_pad(signal[s:s + window], window) for s in window_starts(len(signal), window, stride)])
 
 
-def augment_crop(signal: np.ndarray, window: int, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+def augment_crop(signal: np.ndarray, window: int, config: AugmentConfig, rng: np.random.Generator, shortest: int
+                 ) -> np.ndarray:
     """Random crop with time scaling (a crop of window*scale samples resampled to `window`), Gaussian noise and, for a
-    `short_crop` share, a random cut; what is left short is zero-padded at the end, as `sliding_windows` pads a short
-    record at inference (a record shorter than the crop is scaled, never stretched to fill the window)."""
+    `short_crop` share, a random cut to at least `shortest` samples (MIN_DIAGNOSIS_SECONDS at the encoder's rate); what
+    is left short is zero-padded at the end, as `sliding_windows` pads a short record at inference (a record shorter
+    than the crop is scaled, never stretched to fill the window)."""
     if not config.enabled:
         return crop_or_pad(signal, window, "random", rng)
     scale = rng.uniform(*config.time_scale)
@@ -89,8 +94,8 @@ def augment_crop(signal: np.ndarray, window: int, config: AugmentConfig, rng: np
     if config.noise_std > 0:
         crop = crop + rng.normal(0, config.noise_std, length).astype(np.float32)
     # Drawn only when asked for, so presets without short crops keep their random streams.
-    if config.short_crop > 0 and rng.random() < config.short_crop and length > window // 2:
-        crop = crop[:rng.integers(window // 2, length + 1)]
+    if config.short_crop > 0 and rng.random() < config.short_crop and length > shortest:
+        crop = crop[:rng.integers(shortest, length + 1)]
     return crop_or_pad(crop, window)
 
 

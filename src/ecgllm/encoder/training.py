@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.labels import task_labels
-from ecgllm.data.preprocess import MODES, AugmentConfig, augment_crop, zscore
+from ecgllm.data.preprocess import MIN_DIAGNOSIS_SECONDS, MODES, AugmentConfig, augment_crop, zscore
 from ecgllm.data.split import Split, subset_ids
 from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, MSCNNConfig
 from ecgllm.encoder.modeling_mscnn import MSCNN
@@ -33,12 +33,13 @@ HISTORY_NAME = "history.csv"
 class RandomCropDataset(Dataset):
     """Training examples: a fresh random (augmented) crop of the whole z-scored record at every draw."""
 
-    def __init__(self, signals: list[np.ndarray], labels: list[int], window: int, augment: AugmentConfig, seed: int,
-                 label_dtype: torch.dtype = torch.float32):
+    def __init__(self, signals: list[np.ndarray], labels: list[int], window: int, shortest: int,
+                 augment: AugmentConfig, seed: int, label_dtype: torch.dtype = torch.float32):
         self.signals = [zscore(s) for s in signals]
         self.labels = labels
         self.label_dtype = label_dtype  # float for the binary logit's loss, class indices for cross-entropy
         self.window = window
+        self.shortest = shortest  # samples of the shortest short crop
         self.augment = augment
         self.rng = np.random.default_rng(seed)
 
@@ -46,15 +47,17 @@ class RandomCropDataset(Dataset):
         return len(self.signals)
 
     def __getitem__(self, index: int):
-        crop = augment_crop(self.signals[index], self.window, self.augment, self.rng)
+        crop = augment_crop(self.signals[index], self.window, self.augment, self.rng, self.shortest)
         return torch.from_numpy(crop).unsqueeze(0), torch.tensor(self.labels[index], dtype=self.label_dtype)
 
 
 def _loader(dataset: CinCDataset, ids: list[str], model_config: MSCNNConfig, config: EncoderTrainingConfig):
     labels = [dataset.labels[i] for i in ids]
     label_dtype = torch.float32 if model_config.task == "binary" else torch.long
-    data = RandomCropDataset(dataset.signals(ids, model_config.preprocess.fs), labels, model_config.preprocess.window,
-                             config.augment, config.seed, label_dtype)
+    pre = model_config.preprocess
+    shortest = int(round(MIN_DIAGNOSIS_SECONDS * pre.fs))
+    data = RandomCropDataset(dataset.signals(ids, pre.fs), labels, pre.window, shortest, config.augment, config.seed,
+                             label_dtype)
     generator = torch.Generator().manual_seed(config.seed)
     if config.balance == "oversample":
         counts = np.bincount(labels, minlength=len(task_labels(model_config.task)))

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgllm.data.preprocess import MIN_DIAGNOSIS_SECONDS
 from ecgllm.data.readers import ReadSettings, Recording, expand_inputs, read_recording
 from ecgllm.errors import RecordError
-from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
+from ecgllm.inference.diagnose import Diagnoser, Diagnosis
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 
 CSV_COLUMNS = ("record", "seconds", "outcome", "p_af", "threshold", "log_odds", "calibrated", "af", "answer", "error")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ecgllm.data.labels import task_labels
-from ecgllm.data.preprocess import resample, window_starts
+from ecgllm.data.preprocess import MIN_DIAGNOSIS_SECONDS, resample, window_starts
 from ecgllm.encoder.predict import probabilities_from_logits
 from ecgllm.errors import RecordError
 from ecgllm.evaluation.four_class import AF, af_log_odds
@@ -38,10 +38,6 @@ from ecgllm.llm.scoring import PrefixCache, decide_scores, score_and_answer, sco
 from ecgllm.rhythm import RhythmEvidence, r_peak_times, rr_evidence
 
 logger = logging.getLogger(__name__)
-
-# One window of a 300 Hz encoder: shorter inputs would be mostly padding. A 150 Hz encoder's 16-s windows pad
-# records of 8 to 16 s, as its training pads its short crops (AugmentConfig.short_crop).
-MIN_DIAGNOSIS_SECONDS = 8.0
 
 # Each outcome's heading and what it means for the person who recorded it. A two-class model knows only N and A, so
 # its "no AF" says nothing about other rhythms or noise.

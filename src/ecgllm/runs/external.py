@@ -25,11 +25,11 @@ import numpy as np
 import wfdb
 
 from ecgllm.configuration_utils import check_choice, check_range, setting
-from ecgllm.data.preprocess import resample, window_starts
+from ecgllm.data.preprocess import MIN_DIAGNOSIS_SECONDS, resample, window_starts
 from ecgllm.data.readers import Recording, read_recording
 from ecgllm.errors import DataFolderError, RecordError, SettingError
 from ecgllm.evaluation.metrics import binary_metrics, evaluate_decisions, evaluate_predictions, format_evaluation
-from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser
+from ecgllm.inference.diagnose import Diagnoser
 from ecgllm.llm.calibration import af_probability, decision_log_odds
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.ecg_tokens import encode_signal_windows

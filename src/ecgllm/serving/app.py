@@ -31,11 +31,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ecgllm import __version__
 from ecgllm.data.labels import task_labels
+from ecgllm.data.preprocess import MIN_DIAGNOSIS_SECONDS
 from ecgllm.data.readers import Recording
 from ecgllm.errors import RecordError
 from ecgllm.examples import example_records
 from ecgllm.inference.batch import diagnosis_pictures
-from ecgllm.inference.diagnose import MIN_DIAGNOSIS_SECONDS, Diagnoser, Diagnosis
+from ecgllm.inference.diagnose import Diagnoser, Diagnosis
 from ecgllm.llm.calibration import af_probability, decision_rule
 from ecgllm.serving import uploads
 
