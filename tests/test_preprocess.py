@@ -3,6 +3,7 @@ import pytest
 
 from ecgllm.data.preprocess import (
     AugmentConfig,
+    PreprocessConfig,
     aggregate_windows,
     augment_crop,
     crop_or_pad,
@@ -76,3 +77,9 @@ def test_aggregate():
     assert aggregate_windows(p, "max") == pytest.approx(0.9)
     with pytest.raises(ValueError):
         aggregate_windows(p, "median")
+
+
+def test_an_encoder_may_read_a_coarser_rate_than_a_recording_is_accepted_at():
+    assert PreprocessConfig(fs=75.0).fs == 75.0  # 2400 samples span 32 s
+    with pytest.raises(ValueError, match="fs"):
+        PreprocessConfig(fs=40.0)

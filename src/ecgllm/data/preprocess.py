@@ -7,12 +7,15 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from ecgllm.configuration_utils import check_range, setting
-from ecgllm.data.readers import MAX_FS, MIN_FS
+from ecgllm.data.readers import MAX_FS
 
 MODES = ("center", "whole")  # one centre crop per record (the original protocol), or its sliding windows
 # The shortest recording diagnosed: one window of a 300 Hz encoder, shorter inputs would be mostly padding. An encoder
 # whose windows are longer pads records down to this length, so its training cuts short crops down to it as well.
 MIN_DIAGNOSIS_SECONDS = 8.0
+# An encoder may read a coarser rate than a recording is accepted at (readers.MIN_FS): P and fibrillatory waves lie
+# below 25 Hz, and the RR figures are measured at 300 Hz (rhythm.RHYTHM_FS) whatever the encoder reads.
+MIN_ENCODER_FS = 50.0
 
 
 @dataclass
@@ -24,7 +27,7 @@ class PreprocessConfig:
     aggregate: str = "mean"  # whole-record mode: how window probabilities become one
 
     def __post_init__(self):
-        check_range("fs", self.fs, MIN_FS, MAX_FS)
+        check_range("fs", self.fs, MIN_ENCODER_FS, MAX_FS)
 
 
 @dataclass
