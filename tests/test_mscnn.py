@@ -41,9 +41,9 @@ def test_the_four_class_cpu_encoder_trains_its_validated_schedule_and_the_binary
     assert encoder_training_preset("smoke", "four") == TRAINING_PRESETS["smoke"]
 
 
-def test_the_four_class_cpu_encoder_sees_its_validated_16_s_windows_and_the_binary_one_the_spec_s_8_s():
+def test_the_four_class_cpu_encoder_sees_its_validated_32_s_windows_and_the_binary_one_the_spec_s_8_s():
     four, binary = encoder_model_preset("cpu", "four"), encoder_model_preset("cpu", "binary")
-    assert (four.task, four.preprocess.fs, four.preprocess.window) == ("four", 150.0, 2400)  # 16 s
+    assert (four.task, four.preprocess.fs, four.preprocess.window) == ("four", 75.0, 2400)  # 32 s
     assert binary == dataclasses.replace(ENCODER_PRESETS["cpu"], task="binary") and binary.preprocess.fs == 300.0
     assert encoder_model_preset("smoke", "four").preprocess.fs == 300.0
     assert ENCODER_PRESETS["cpu"].preprocess.fs == 300.0  # the preset itself is untouched
