@@ -43,7 +43,7 @@ def main() -> None:
         result = evaluate_external(load_model(model_dir, "cpu"), args.wfdb, out, config, progress=False)
         print(f"\n{run}\n{format_external(result)}", flush=True)
         per_run[str(run)] = {key: result[key] for key in ("threshold", "threshold_p_af", "overall", "per_rhythm",
-                                                          "failures") if key in result}
+                                                          "answers", "failures") if key in result}
     metrics = {name: [r["overall"]["metrics"][name] for r in per_run.values()] for name in METRIC_NAMES}
     mean = {name: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
             for name, v in metrics.items()}

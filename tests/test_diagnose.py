@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -21,6 +22,7 @@ from ecgllm.inference.diagnose import diagnose
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
 from ecgllm.llm.modeling_ecgllm import ECGLLM
 from ecgllm.llm.prompts import DECISION
+from ecgllm.rhythm import IRREGULAR_RR_CV
 
 
 def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
@@ -41,11 +43,15 @@ def test_diagnose_long_record_at_another_rate(smoke_model_dir, cinc_dir):
     assert f"CV {result.rhythm['rr_cv']}" in english and f"{result.rhythm['heart_rate_bpm']} bpm" in english
     assert 80 <= len(result.r_peaks_s) <= 130 and result.rhythm["n_beats"] == str(len(result.r_peaks_s))
     json.dumps(result.to_dict())
-    for grounded in (True, False):  # the tiny random LM's own figures are whatever it wrote
-        flagged = dataclasses.replace(result, numbers_grounded=grounded)
+    measured_cv = float(result.rhythm["rr_cv"])
+    assert result.measured_regularity == ("irregular" if measured_cv >= IRREGULAR_RR_CV else "regular")
+    for numbers, word in itertools.product((True, False), repeat=2):  # the tiny random LM wrote whatever it did
+        grounded = numbers and word
+        flagged = dataclasses.replace(result, numbers_grounded=numbers, regularity_grounded=word)
         text = format_outcome(Path("A00005.mat"), flagged)
         assert ("not the measured ones; measured:" in text) is not grounded
-        assert grounded or f"rr_cv {result.rhythm['rr_cv']}" in text
+        assert grounded or f"rr_cv {result.rhythm['rr_cv']}, " in text
+        assert grounded or text.count(f"RR intervals {result.measured_regularity}]") == 1
         # A template translation cites the measured figures.
         assert "not the measured" not in format_outcome(Path("A00005.mat"), flagged, lang="en")
     assert diagnose(model, at_250, 250.0, "A00005@250Hz").p_af == pytest.approx(result.p_af)

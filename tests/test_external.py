@@ -133,6 +133,9 @@ def test_ludb_records_are_labelled_by_their_header_rhythm(smoke_model_dir, ludb_
         "8": ("Atrial fibrillation", "1", "ii", "10.0"), "35": ("Atrial flutter, typical", "0", "ii", "10.0")}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["overall"]["n_records"] == 4 and metrics["overall"]["n_positive"] == 1
+    # the share of answers whose word for the RR intervals is what the measured figures show, from the pieces
+    assert metrics["answers"]["regularity_grounded"] == np.mean([p["regularity_grounded"] == "True"
+                                                                 for p in pieces.values()])
     assert [f["file"].rsplit("/", 1)[-1] for f in metrics["failures"]] == ["3.hea"]
     assert "no 'Rhythm:' comment" in metrics["failures"][0]["error"]
     assert "Atrial flutter, typical" in capsys.readouterr().out

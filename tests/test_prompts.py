@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision
+from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision, regularity_grounded
 from ecgllm.llm.prompts import DECISION, PLACEHOLDER, answer_text, user_prompt
 from ecgllm.rhythm import IRREGULAR_RR_CV, RhythmEvidence
 
@@ -160,3 +160,22 @@ def test_grounding_detects_wrong_or_extra_numbers():
     assert not numbers_grounded(good.replace("112 bpm", "112 bpm, 45 beats"), EVIDENCE)
     assert not numbers_grounded(DECISION["en"][1], EVIDENCE)  # cites nothing
     assert numbers_grounded(DECISION["en"][1], RhythmEvidence(n_beats=2))
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_grounding_reads_the_word_for_the_rr_intervals(lang):
+    """The regularity word is checked on its own: a model can cite the measured CV and call it the other word (as
+    the 75 Hz four-class model does on LUDB: "irregular (CV 0.02)" after "another rhythm")."""
+    regular = RhythmEvidence(n_beats=12, heart_rate_bpm=61, rr_cv=0.02, rmssd_ms=20, prr31=0.0, sd1_ms=14, sd2_ms=18)
+    few = RhythmEvidence(n_beats=2)
+    for label in range(4):
+        for evidence in (EVIDENCE, regular, few):
+            assert regularity_grounded(answer_text(label, lang, evidence), lang, evidence)
+        swapped = answer_text(label, lang, regular).replace(*{"en": ("are regular", "are irregular"),
+                                                             "zh": ("间期规则", "间期不规则")}[lang])
+        assert numbers_grounded(swapped, regular) and not regularity_grounded(swapped, lang, regular)
+        assert not regularity_grounded(answer_text(label, lang, regular), lang, EVIDENCE)
+        assert not regularity_grounded(answer_text(label, lang, few), lang, regular)
+        assert not regularity_grounded(DECISION[lang][label], lang, regular)  # says nothing of the RR intervals
+    # both words at once say nothing either way
+    assert not regularity_grounded(answer_text(0, lang, regular) + answer_text(0, lang, EVIDENCE), lang, regular)

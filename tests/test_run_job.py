@@ -125,7 +125,7 @@ def test_run_includes_llm_stage(smoke_run):
     assert scoring["n_records"] == 12 and 0 <= scoring["metrics"]["roc_auc"] <= 1
     generation = metrics["generation"]
     assert generation["n"] == 12 and 0 <= generation["unparseable"] <= 12
-    assert "numbers_grounded" in generation
+    assert 0 <= generation["numbers_grounded"] <= 1 and 0 <= generation["regularity_grounded"] <= 1
     comparison = metrics["comparison_with_task1"]
     assert set(comparison) == {"center", "whole"} and "p_value" in comparison["whole"]["mcnemar"]
     calibration = json.loads((run / "llm" / "final" / "calibration.json").read_text())

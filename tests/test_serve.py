@@ -184,10 +184,11 @@ def test_page_diagnoses_an_upload_and_an_example(server, browser, tmp_path):
     # The model's own language first (from /healthz); textContent, as inner_text folds whitespace.
     assert page.eval_on_selector("#answer", "e => e.textContent") == result["answer"]
     note = page.inner_text("#answer-note")
-    if result["numbers_grounded"]:
+    if result["numbers_grounded"] and result["regularity_grounded"]:
         assert note == "Written by the model."
     else:
-        assert note.startswith("Written by the model, whose figures here are not the measured ones")
+        assert note.startswith("Written by the model, whose figures or words for the RR intervals here are not the "
+                               f"measured ones: the measured RR intervals are {result['measured_regularity']};")
     other = "en" if result["lang"] == "zh" else "zh"
     page.check(f'input[name="lang"][value="{other}"]')
     assert page.inner_text("#answer").startswith(DECISION[other]["NAO~".index(result["outcome"])])

@@ -62,9 +62,10 @@ def format_outcome(path: Path, outcome: Diagnosis | RecordError, lang: str | Non
     rule = f"threshold {outcome.threshold:.3f}" if outcome.threshold is not None else \
         "P " + ", ".join(f"{c} {p:.3f}" for c, p in outcome.class_probabilities.items())
     text = f"{path}: P(AF) {outcome.p_af:.3f} ({rule}{calibration}) -> {outcome.outcome_title}\n  {answer}\n"
-    if own and not outcome.numbers_grounded:
+    if own and not (outcome.numbers_grounded and outcome.regularity_grounded):
         measured = ", ".join(f"{name} {value}" for name, value in outcome.rhythm.items())
-        text += f"  [the answer's figures are not the measured ones; measured: {measured}]\n"
+        text += (f"  [the answer's figures or its word for the RR intervals are not the measured ones; measured: "
+                 f"{measured}, RR intervals {outcome.measured_regularity}]\n")
     return text + f"  {outcome.advice}"
 
 

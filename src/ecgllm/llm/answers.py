@@ -1,4 +1,5 @@
-"""Reading generated answers: which decision an answer states about AF, and whether its numbers are the measured ones.
+"""Reading generated answers: which decision an answer states about AF, and whether its numbers, and what it says of
+the RR intervals, are the measured ones.
 
 An answer is read clause by clause. A clause that mentions AF states a decision unless it is a question: a hedge
 ("cannot rule out", "不能排除", "possible") makes it uncertain; otherwise an odd number of negation cues before the
@@ -10,7 +11,7 @@ other make the answer unparseable; a hedge anywhere makes it uncertain.
 import enum
 import re
 
-from ecgllm.llm.prompts import CITED_FIGURES
+from ecgllm.llm.prompts import CITED_FIGURES, EVIDENCE_ANSWER
 from ecgllm.rhythm import RhythmEvidence
 
 
@@ -95,3 +96,17 @@ def numbers_grounded(text: str, evidence: RhythmEvidence) -> bool:
         return found == []
     formatted = evidence.formatted()
     return found == [formatted[name] for name in CITED_FIGURES]
+
+
+def stated_regularity(text: str, lang: str) -> str | None:
+    """What the answer says the RR intervals are ("regular", "irregular" or "not measurable"), read by the evidence
+    sentence's own words before its figures; None when it says so in none of them, or in more than one."""
+    statements = {regularity: template.split("{")[0].strip() for regularity, template in EVIDENCE_ANSWER[lang].items()}
+    found = [regularity for regularity, statement in statements.items() if statement in text]
+    return found[0] if len(found) == 1 else None
+
+
+def regularity_grounded(text: str, lang: str, evidence: RhythmEvidence) -> bool:
+    """True when the answer says of the RR intervals what the measured figures show (`RhythmEvidence.regularity`):
+    a model can cite the measured CV and still call it the other word."""
+    return stated_regularity(text, lang) == evidence.regularity

@@ -25,7 +25,7 @@ from ecgllm.evaluation.four_class import (
     log_probabilities,
 )
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold, evaluate_predictions, format_evaluation
-from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision
+from ecgllm.llm.answers import Reading, numbers_grounded, parse_decision, regularity_grounded
 from ecgllm.llm.calibration import Calibration, af_probability
 from ecgllm.llm.chat import ChatFormatter
 from ecgllm.llm.configuration_ecgllm import LLMEvaluationConfig, preset_evaluation
@@ -74,7 +74,7 @@ def predict(model: ECGLLM, examples: list[Example], batch_size: int, max_new_tok
 
 def generation_report(examples: list[Example], answers: list[str], scored: np.ndarray, lang: str,
                       cites_rhythm: bool) -> dict:
-    """How the generated answers relate to the labels, to the scoring decision and to the measured numbers."""
+    """How the generated answers relate to the labels, to the scoring decision and to the measured rhythm."""
     readings = [parse_decision(a, lang) for a in answers]
     labels = np.array([e.label for e in examples])
     decided = np.array([-1 if r.label is None else r.label for r in readings])
@@ -89,12 +89,18 @@ def generation_report(examples: list[Example], answers: list[str], scored: np.nd
         "accuracy_of_generation": float(np.mean(decided == labels)),
         "exact_decision_sentence": float(np.mean([any(a.startswith(d) for d in DECISION[lang]) for a in answers])),
     }
-    if cites_rhythm:
-        grounded = [numbers_grounded(a, e.evidence) for a, e in zip(answers, examples)]
-        report["numbers_grounded"] = float(np.mean(grounded))
-        report["ungrounded_examples"] = [{"record": e.record, "answer": a, "measured": e.evidence.formatted()}
-                                         for a, e, ok in zip(answers, examples, grounded) if not ok][:10]
-    return report
+    return {**report, **grounding_report(examples, answers, lang)} if cites_rhythm else report
+
+
+def grounding_report(examples: list[Example], answers: list[str], lang: str) -> dict:
+    """How many answers cite exactly the measured figures, and how many say of the RR intervals what those figures
+    show; the first answers that fail either, with the measured figures and regularity."""
+    numbers = [numbers_grounded(a, e.evidence) for a, e in zip(answers, examples)]
+    words = [regularity_grounded(a, lang, e.evidence) for a, e in zip(answers, examples)]
+    return {"numbers_grounded": float(np.mean(numbers)), "regularity_grounded": float(np.mean(words)),
+            "ungrounded_examples": [{"record": e.record, "answer": a, "measured": e.evidence.formatted(),
+                                     "measured_regularity": e.evidence.regularity}
+                                    for a, e, n, w in zip(answers, examples, numbers, words) if not (n and w)][:10]}
 
 
 def decision_vs_rhythm(examples: list[Example], decided: np.ndarray) -> dict:
@@ -227,12 +233,7 @@ def evaluate_llm_four_class(model: ECGLLM, val_examples: list[Example], test_exa
               "scoring": evaluate_four_class(labels, s_test, offsets),
               "decision_vs_measured_rhythm": decision_vs_rhythm(test_examples, decided)}
     if config.generate and model.config.rhythm_prompt:
-        grounded = [numbers_grounded(a, e.evidence) for a, e in zip(answers, test_examples)]
-        result["generation"] = {"n": len(answers), "numbers_grounded": float(np.mean(grounded)),
-                                "ungrounded_examples": [{"record": e.record, "answer": a,
-                                                         "measured": e.evidence.formatted()}
-                                                        for a, e, ok in zip(answers, test_examples, grounded)
-                                                        if not ok][:10]}
+        result["generation"] = {"n": len(answers), **grounding_report(test_examples, answers, model.config.lang)}
     if encoder_eval_dir is not None and (Path(encoder_eval_dir) / "predictions.csv").exists():
         header = (Path(encoder_eval_dir) / "predictions.csv").open().readline()
         if "p_N_" in header:  # a four-class MS-CNN's predictions
@@ -303,6 +304,7 @@ def format_llm_result(result: dict) -> str:
                  f"  exact decision sentence  {g['exact_decision_sentence']:.4f}"]
         if "numbers_grounded" in g:
             lines.append(f"  numbers grounded         {g['numbers_grounded']:.4f}")
+            lines.append(f"  regularity grounded      {g['regularity_grounded']:.4f}")
         blocks.append("\n".join(lines))
     if "decision_vs_measured_rhythm" in result:
         d = result["decision_vs_measured_rhythm"]
@@ -331,8 +333,9 @@ def _format_four_class_result(result: dict) -> str:
               f"{v['metrics']['challenge_score']:.4f}",
               format_four_class("scoring (softmax over the four decision sentences)", result["scoring"])]
     if "generation" in result:
-        blocks.append(f"answers: {result['generation']['n']}, numbers grounded "
-                      f"{result['generation']['numbers_grounded']:.4f}")
+        g = result["generation"]
+        blocks.append(f"answers: {g['n']}, numbers grounded {g['numbers_grounded']:.4f}, regularity grounded "
+                      f"{g['regularity_grounded']:.4f}")
     for mode, c in result.get("comparison_with_task1", {}).items():
         d, ci, mc = c["llm_minus_cnn"]["difference_b_minus_a"], c["llm_minus_cnn"]["intervals_95"], \
             c["llm_minus_cnn"]["mcnemar"]

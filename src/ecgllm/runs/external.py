@@ -178,6 +178,7 @@ def diagnose_pieces(model: ECGLLM, pieces: list[dict], config: ExternalConfig, p
                 continue
             rows.append({**described, "log_odds": outcome.log_odds, "p_af": outcome.p_af, "outcome": outcome.outcome,
                          "called_af": int(outcome.af), "numbers_grounded": outcome.numbers_grounded,
+                         "regularity_grounded": outcome.regularity_grounded,
                          "answer": outcome.answer})
     return rows, failures
 
@@ -271,7 +272,9 @@ def _diagnose_records(model: ECGLLM, headers: list[Path], config: ExternalConfig
             failures.append({"file": str(header), "error": error.reason})
             logger.warning("%s", error)
     rows, failed = diagnose_pieces(model, pieces, config, progress)
-    return rows, {"per_rhythm": per_rhythm(rows)}, failures + failed
+    answers = {name: float(np.mean([row[name] for row in rows])) if rows else None
+               for name in ("numbers_grounded", "regularity_grounded")}
+    return rows, {"per_rhythm": per_rhythm(rows), "answers": answers}, failures + failed
 
 
 def evaluate_external(model: ECGLLM, folder: str | Path, out_dir: str | Path, config: ExternalConfig | None = None,
@@ -337,6 +340,9 @@ def format_external(result: dict) -> str:
             outcomes = " ".join(f"{k} {v}" for k, v in sorted(r.get("outcomes", {}).items()))
             lines.append(f"{r['rhythm'][:35]:<36}{'yes' if r['af'] else 'no':>5}{r['n']:>8}{r['called_af']:>11}"
                          f"{r['share_called_af']:>8.3f}  {outcomes}")
+    if "answers" in result:
+        lines.append(f"answers citing the measured figures {result['answers']['numbers_grounded']:.3f}, calling the "
+                     f"RR intervals what they show {result['answers']['regularity_grounded']:.3f}")
     failures = [f"  {f['file']}: {f['error']}" for f in result["failures"]]
     return "\n\n".join([
         format_evaluation(f"external validation on {result['folder']}, {result['unit']} (decision rule from the "

@@ -20,9 +20,10 @@ function showAnswer() {
   const own = lang === current.lang;
   $("answer").textContent = own ? current.answer : current.translations[lang];
   $("answer").lang = lang;
-  const ungrounded = own && !current.numbers_grounded;
+  const ungrounded = own && !(current.numbers_grounded && current.regularity_grounded);
   $("answer-note").textContent = ungrounded ?
-    "Written by the model, whose figures here are not the measured ones: read those in the table below." :
+    "Written by the model, whose figures or words for the RR intervals here are not the measured ones: the " +
+    "measured RR intervals are " + current.measured_regularity + "; read the figures in the table below." :
     own ? "Written by the model." :
     "Template translation of the model's decision and the measured figures (the model answers in " +
     (current.lang === "zh" ? "Chinese" : "English") + ").";
