@@ -123,7 +123,7 @@ def main() -> None:
         record_tokens = torch.cat(averaged[1:])
         seconds, _ = timed(lambda: [score_and_answer(model, formatter, record_prompts[1:][i:i + args.batch_size],
                                                      record_tokens[i:i + args.batch_size], threshold, 48,
-                                                     None, prefix, measured[1:][i:i + args.batch_size])
+                                                     None, prefix, measured[1:][i:i + args.batch_size], True)
                                     for i in range(0, len(record_tokens), args.batch_size)])
         results["batch_scoring_and_answer_records_per_s"] = round((len(records) - 1) / seconds, 3)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

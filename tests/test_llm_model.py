@@ -475,21 +475,27 @@ def test_answer_continues_from_the_scoring_cache(model):
         assert continuations[i] == scratch
 
 
-class _Drafting(ChatFormatter):
+class _Recording(ChatFormatter):
+    """A formatter that keeps the ids it decodes."""
+
+    def __init__(self, tokenizer, config):
+        super().__init__(tokenizer, config)
+        self.decoded = []
+
+    def decode(self, ids):
+        self.decoded.append(list(ids))
+        return super().decode(ids)
+
+
+class _Drafting(_Recording):
     """A formatter whose trained answers are the given drafts, row by row, and that keeps the ids it decodes."""
 
     def __init__(self, tokenizer, config, drafts):
         super().__init__(tokenizer, config)
         self.drafts = iter(drafts)
 
-        self.decoded = []
-
     def continuation_ids(self, label, evidence):
         return next(self.drafts)
-
-    def decode(self, ids):
-        self.decoded.append(list(ids))
-        return super().decode(ids)
 
 
 def test_a_draft_answer_changes_the_speed_never_the_answer(model, monkeypatch):
@@ -534,6 +540,38 @@ def test_a_draft_answer_changes_the_speed_never_the_answer(model, monkeypatch):
     for decision, evidence, draft in zip(decisions, EVIDENCE, trained):
         assert formatter.decision_ids()[decision] + draft == formatter.answer_ids(decision, evidence)
         assert draft  # the trained answer goes on after its decision sentence
+
+
+def test_the_words_for_the_rr_intervals_are_the_measured_ones_and_the_model_writes_the_rest(model):
+    """With `state_rhythm`, what the measured RR intervals are follows the decided sentence in the trained answer's
+    words, whatever the model would have written there (this random LM writes anything), and from there on the answer
+    is greedy decoding's: what generating from scratch after the decision sentence and that statement gives."""
+    from ecgllm.llm.answers import regularity_grounded, stated_regularity
+    from ecgllm.llm.scoring import score_and_answer
+
+    lang = model.config.lang
+    formatter = _Recording(model.tokenizer, model.config)
+    prompts = [formatter.prompt_ids(e) for e in EVIDENCE]
+    torch.manual_seed(3)
+    features = model.projector_input(torch.randn(3, model.config.ecg_tokens, model.config.feature_dim), EVIDENCE)
+    prefix = PrefixCache(model, formatter, prompts[0])
+    _, decisions, _ = score_and_answer(model, formatter, prompts, features, 0.0, 24, prefix=prefix)
+    own = formatter.decoded[-3:]
+    _, stated_decisions, _ = score_and_answer(model, formatter, prompts, features, 0.0, 24, prefix=prefix,
+                                              evidence=EVIDENCE, state_rhythm=True)
+    stated = formatter.decoded[-3:]
+    assert stated_decisions == decisions
+    decision_ids = formatter.decision_ids()
+    for i, (decision, evidence) in enumerate(zip(decisions, EVIDENCE)):
+        statement = formatter.statement_ids(decision, evidence)
+        assert statement and stated_regularity(formatter.decode(statement), lang) == evidence.regularity
+        assert stated[i][:len(statement)] == statement
+        generate_answers(model, formatter, [prompts[i] + decision_ids[decision] + statement], features[i:i + 1],
+                         24 - len(statement))
+        assert stated[i][len(statement):] == formatter.decoded[-1]
+        assert regularity_grounded(formatter.decode(decision_ids[decision] + stated[i]), lang, evidence)
+    assert not any(regularity_grounded(formatter.decode(decision_ids[d] + ids), lang, e)
+                   for d, ids, e in zip(decisions, own, EVIDENCE))
 
 
 def test_saving_from_a_gathered_state_writes_the_same_weights(model, tmp_path):

@@ -219,7 +219,7 @@ class Diagnoser:
             p, d, c = score_and_answer(model, self.formatter, [item.prompt for item in batch], inputs[start:stop],
                                        self.rule, self.max_new_tokens,
                                        None if decisions is None else decisions[start:stop], prefix,
-                                       [item.evidence for item in batch])
+                                       [item.evidence for item in batch], state_rhythm=True)
             record_rows += list(p)
             decided += d
             continuations += c

@@ -3,6 +3,7 @@
 The placeholder appears once in the text and is expanded to `ecg_tokens` copies of its id, one per ECG embedding.
 """
 
+from ecgllm.llm.answers import stated_regularity
 from ecgllm.llm.configuration_ecgllm import ECGLLMConfig
 from ecgllm.llm.prompts import answer_text, decision_sentences, user_prompt
 from ecgllm.rhythm import RhythmEvidence
@@ -76,6 +77,16 @@ class ChatFormatter:
         turn); [] where the trained answer does not tokenize as that sentence followed by the rest."""
         answer, decision = self.answer_ids(label, evidence), self.decision_ids()[label]
         return answer[len(decision):] if answer[:len(decision)] == decision else []
+
+    def statement_ids(self, label: int, evidence: RhythmEvidence | None) -> list[int]:
+        """The first tokens of the trained answer after decision sentence `label`, up to the words that say what the
+        measured RR intervals are ("The RR intervals are irregular (CV"): the shortest such prefix of
+        `continuation_ids`; [] where the answer cites no rhythm or does not tokenize after its decision sentence."""
+        if evidence is None or not self.config.rhythm_prompt:
+            return []
+        rest = self.continuation_ids(label, evidence)
+        return next((rest[:k] for k in range(1, len(rest) + 1)
+                     if stated_regularity(self.decode(rest[:k]), self.config.lang) == evidence.regularity), [])
 
     def decode(self, ids) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

@@ -58,7 +58,8 @@ def predict(model: ECGLLM, examples: list[Example], batch_size: int, max_new_tok
             features = torch.stack([e.features for e in batch])
             if max_new_tokens and len(sentences) > 2:
                 batch_scores, decided, rest = score_and_answer(model, formatter, prompts, features, rule,
-                                                               max_new_tokens, evidence=[e.evidence for e in batch])
+                                                               max_new_tokens, evidence=[e.evidence for e in batch],
+                                                               state_rhythm=True)
                 answers += [f"{sentences[d]}{text if model.config.lang == 'zh' else ' ' + text}"
                             for d, text in zip(decided, rest)]
             else:

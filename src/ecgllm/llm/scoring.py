@@ -135,25 +135,42 @@ def _verify_drafts(model: ECGLLM, drafts: list[list[int]], cache, mask: torch.Te
     continue from, and the logits [n, V] that predict the token after them.
     """
     n, device = len(drafts), mask.device
-    draft, draft_mask = pad(drafts, pad_id, side="right")  # [n, L]
-    draft, draft_mask = draft.to(device), draft_mask.to(device)
-    mask = torch.cat([mask, draft_mask], dim=1)
-    positions = (mask.cumsum(-1) - 1)[:, -draft.shape[1]:]
-    out = model.lm(input_ids=draft, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
-    predicted = torch.cat([logits[:, None], out.logits.float()], dim=1)  # [n, L + 1]: column i predicts token i
+    draft, draft_mask, predicted, cache, mask = _run_tokens(model, drafts, cache, mask, logits, pad_id)
     agree = (predicted[:, :-1].argmax(-1) == draft) & draft_mask.bool()
     accepted = agree.long().cumprod(-1).sum(-1)  # [n]: draft tokens equal to greedy decoding's
     kept = torch.arange(draft.shape[1], device=device)[None] < accepted[:, None]
     mask = torch.cat([mask[:, :-draft.shape[1]], kept.long()], dim=1)
     tokens = [draft[r, :accepted[r]].tolist() for r in range(n)]
-    return tokens, out.cache, mask, predicted[torch.arange(n, device=device), accepted]
+    return tokens, cache, mask, predicted[torch.arange(n, device=device), accepted]
+
+
+def _feed(model: ECGLLM, tokens: list[list[int]], cache, mask: torch.Tensor, logits: torch.Tensor, pad_id: int):
+    """Each row's `tokens` taken as written (not the model's choice), all in one pass: returns the cache, mask and
+    logits [n, V] to continue from, as `_verify_drafts` does when every token is kept."""
+    _, token_mask, predicted, cache, mask = _run_tokens(model, tokens, cache, mask, logits, pad_id)
+    lengths = token_mask.sum(-1)
+    return cache, mask, predicted[torch.arange(len(tokens), device=mask.device), lengths]
+
+
+def _run_tokens(model: ECGLLM, tokens: list[list[int]], cache, mask: torch.Tensor, logits: torch.Tensor, pad_id: int):
+    """Run each row's `tokens` after its cache at once, right-padded (padding hidden by the mask). Returns the tokens
+    [n, L] and their mask, the logits [n, L + 1, V] (column i predicts token i; column 0 is `logits`), the cache and
+    the mask with the tokens' entries."""
+    device = mask.device
+    ids, token_mask = pad(tokens, pad_id, side="right")  # [n, L]
+    ids, token_mask = ids.to(device), token_mask.to(device)
+    mask = torch.cat([mask, token_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1)[:, -ids.shape[1]:]
+    out = model.lm(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+    predicted = torch.cat([logits[:, None], out.logits.float()], dim=1)
+    return ids, token_mask, predicted, out.cache, mask
 
 
 @torch.no_grad()
 def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list[int]], features: torch.Tensor,
                      rule, max_new_tokens: int = 48, decisions: list[int] | None = None,
-                     prefix: PrefixCache | None = None, evidence: list[RhythmEvidence | None] | None = None
-                     ) -> tuple[np.ndarray, list[int], list[str]]:
+                     prefix: PrefixCache | None = None, evidence: list[RhythmEvidence | None] | None = None,
+                     state_rhythm: bool = False) -> tuple[np.ndarray, list[int], list[str]]:
     """The scores, the decision, and the rest of the answer, from one pass over each prompt: the decision is the
     sentence `rule` picks (a log-odds threshold, or per-class offsets: `decide_scores`; or `decisions`, when the
     caller decided otherwise), and the
@@ -161,6 +178,8 @@ def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
     With each prompt's `evidence`, the answer the model was trained to give after its decision serves as a draft:
     its tokens are verified many at a time (`_verify_drafts`), from its start and, after the model departs from it,
     from where the model's last tokens appear in it again (`_follow_draft`); the answer is still the greedy one.
+    With `state_rhythm` as well, the words that say what the measured RR intervals are (`ChatFormatter.statement_ids`)
+    follow the decision sentence as it does, chosen by the stated cut-off and not by the model, which writes the rest.
     Returns the scores (`decision_scores`), decisions (class indices) and the generated continuations (after the
     decision sentence)."""
     sentence_ll, cache, mask, after = _decision_pass(model, formatter, prompts, features, prefix, keep_cache=True)
@@ -176,6 +195,10 @@ def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
     drafts = None if evidence is None else [_until_end(formatter.continuation_ids(d, e), ends)
                                             for d, e in zip(decisions, evidence)]
     generated = [[] for _ in prompts]
+    if state_rhythm:
+        generated = [formatter.statement_ids(d, e) for d, e in zip(decisions, evidence)]
+        if any(generated):
+            cache, mask, logits = _feed(model, generated, cache, mask, logits, pad_id)
 
     def finished(row: int) -> bool:
         return len(generated[row]) >= max_new_tokens or bool(set(generated[row]) & set(ends))
