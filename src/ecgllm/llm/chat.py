@@ -78,13 +78,15 @@ class ChatFormatter:
         answer, decision = self.answer_ids(label, evidence), self.decision_ids()[label]
         return answer[len(decision):] if answer[:len(decision)] == decision else []
 
-    def statement_ids(self, label: int, evidence: RhythmEvidence | None) -> list[int]:
+    def statement_ids(self, label: int, evidence: RhythmEvidence | None,
+                      continuation: list[int] | None = None) -> list[int]:
         """The first tokens of the trained answer after decision sentence `label`, up to the words that say what the
         measured RR intervals are ("The RR intervals are irregular (CV"): the shortest such prefix of
-        `continuation_ids`; [] where the answer cites no rhythm or does not tokenize after its decision sentence."""
+        `continuation_ids` (or of `continuation`, where the caller has built it already); [] where the answer cites
+        no rhythm or does not tokenize after its decision sentence."""
         if evidence is None or not self.config.rhythm_prompt:
             return []
-        rest = self.continuation_ids(label, evidence)
+        rest = self.continuation_ids(label, evidence) if continuation is None else continuation
         return next((rest[:k] for k in range(1, len(rest) + 1)
                      if stated_regularity(self.decode(rest[:k]), self.config.lang) == evidence.regularity), [])
 

@@ -196,7 +196,7 @@ def score_and_answer(model: ECGLLM, formatter: ChatFormatter, prompts: list[list
                                             for d, e in zip(decisions, evidence)]
     generated = [[] for _ in prompts]
     if state_rhythm:
-        generated = [formatter.statement_ids(d, e) for d, e in zip(decisions, evidence)]
+        generated = [formatter.statement_ids(d, e, draft) for d, e, draft in zip(decisions, evidence, drafts)]
         if any(generated):
             cache, mask, logits = _feed(model, generated, cache, mask, logits, pad_id)
 
