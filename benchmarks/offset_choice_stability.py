@@ -1,0 +1,80 @@
+"""How well the four-class offsets chosen on validation carry to records they were not chosen on, measured inside
+validation alone: each run's validation records are cut in two halves (stratified by class) many times; the offsets
+are chosen on one half (`choose_offsets`, as evaluation does on all of validation) and scored on the other, against
+no offsets at all. Reads the validation_predictions.csv that evaluation writes beside its metrics; reads no test
+figure and trains nothing.
+
+    python benchmarks/offset_choice_stability.py \
+        --predictions runs/four75_seeds/seed_*/llm/eval/validation_predictions.csv
+
+Prints, per run and over all runs, the held-out half's challenge score and AF-vs-rest F1 with the chosen offsets and
+with none, and how far the chosen AF offset moves between halves; writes
+benchmarks/results/offset_choice_stability.json.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from ecgllm.evaluation.four_class import AF, challenge_score, choose_offsets, class_f1, decide
+
+
+def held_out_scores(labels: np.ndarray, scores: np.ndarray, repeats: int, seed: int) -> dict:
+    halves = StratifiedShuffleSplit(n_splits=repeats, test_size=0.5, random_state=seed)
+    rows = []
+    for chosen_on, held_out in halves.split(scores, labels):
+        offsets = choose_offsets(labels[chosen_on], scores[chosen_on])
+        row = {"af_offset": offsets[AF]}
+        for name, rule in (("chosen", offsets), ("none", np.zeros(scores.shape[1]))):
+            predicted = decide(scores[held_out], rule)
+            row[f"challenge_{name}"] = challenge_score(labels[held_out], predicted)
+            row[f"af_f1_{name}"] = float(class_f1(labels[held_out] == AF, predicted == AF)[1])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    summary = {column: {"mean": float(table[column].mean()), "sd": float(table[column].std())} for column in table}
+    for metric in ("challenge", "af_f1"):
+        gain = table[f"{metric}_chosen"] - table[f"{metric}_none"]
+        summary[f"{metric}_chosen_minus_none"] = {"mean": float(gain.mean()), "sd": float(gain.std()),
+                                                  "share_better": float((gain > 0).mean()),
+                                                  "share_worse": float((gain < 0).mean())}
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--predictions", type=Path, nargs="+", required=True,
+                        help="validation_predictions.csv files (columns label and log_p_<class>)")
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", type=Path,
+                        default=Path(__file__).parent / "results" / "offset_choice_stability.json")
+    args = parser.parse_args()
+
+    per_run = {}
+    for path in args.predictions:
+        table = pd.read_csv(path)
+        scores = table[[c for c in table.columns if c.startswith("log_p_")]].to_numpy(float)
+        per_run[str(path)] = summary = held_out_scores(table["label"].to_numpy(), scores, args.repeats, args.seed)
+        print(f"{path}: {len(table)} records")
+        for metric in ("challenge", "af_f1"):
+            gain = summary[f"{metric}_chosen_minus_none"]
+            print(f"  {metric}: chosen {summary[f'{metric}_chosen']['mean']:.4f}, none "
+                  f"{summary[f'{metric}_none']['mean']:.4f}; chosen - none {gain['mean']:+.4f} "
+                  f"(SD {gain['sd']:.4f}; better in {gain['share_better']:.0%}, worse in {gain['share_worse']:.0%})")
+        af_offset = summary["af_offset"]
+        print(f"  AF offset chosen on a half: {af_offset['mean']:+.2f} (SD {af_offset['sd']:.2f})")
+    over_runs = {key: float(np.mean([run[key]["mean"] for run in per_run.values()]))
+                 for key in ("challenge_chosen_minus_none", "af_f1_chosen_minus_none")}
+    print("mean over runs, chosen - none:", {k: round(v, 4) for k, v in over_runs.items()})
+    args.results.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "repeats": args.repeats,
+                                        "seed": args.seed, "per_run": per_run, "over_runs": over_runs}, indent=2))
+    print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()
