@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from ecgllm.evaluation.four_class import AF, challenge_score, choose_offsets, class_f1, decide
+from ecgllm.evaluation.four_class import AF, choose_offsets, decide, four_class_metrics
 
 
 def held_out_scores(labels: np.ndarray, scores: np.ndarray, repeats: int, seed: int) -> dict:
@@ -31,9 +31,9 @@ def held_out_scores(labels: np.ndarray, scores: np.ndarray, repeats: int, seed: 
         offsets = choose_offsets(labels[chosen_on], scores[chosen_on])
         row = {"af_offset": offsets[AF]}
         for name, rule in (("chosen", offsets), ("none", np.zeros(scores.shape[1]))):
-            predicted = decide(scores[held_out], rule)
-            row[f"challenge_{name}"] = challenge_score(labels[held_out], predicted)
-            row[f"af_f1_{name}"] = float(class_f1(labels[held_out] == AF, predicted == AF)[1])
+            metrics = four_class_metrics(labels[held_out], decide(scores[held_out], rule))
+            # f1_A, the F1 of class A against the rest, is the AF-vs-rest F1
+            row[f"challenge_{name}"], row[f"af_f1_{name}"] = metrics["challenge_score"], metrics["f1_A"]
         rows.append(row)
     table = pd.DataFrame(rows)
     summary = {column: {"mean": float(table[column].mean()), "sd": float(table[column].std())} for column in table}
@@ -58,7 +58,11 @@ def main() -> None:
     per_run = {}
     for path in args.predictions:
         table = pd.read_csv(path)
-        scores = table[[c for c in table.columns if c.startswith("log_p_")]].to_numpy(float)
+        columns = [c for c in table.columns if c.startswith("log_p_")]
+        if "label" not in table.columns or not columns:
+            sys.exit(f"{path}: expected a label column and log_p_<class> columns (evaluation's "
+                     "validation_predictions.csv)")
+        scores = table[columns].to_numpy(float)
         per_run[str(path)] = summary = held_out_scores(table["label"].to_numpy(), scores, args.repeats, args.seed)
         print(f"{path}: {len(table)} records")
         for metric in ("challenge", "af_f1"):
