@@ -77,8 +77,8 @@ def test_bad_checkpoints(tmp_path):
 
 
 def test_an_encoder_at_another_rate_reads_records_resampled_to_it(small_cinc, tmp_path, monkeypatch):
-    """`--preprocess-fs 150`: each 2400-sample window spans 16 s of a 300 Hz CinC record, in training, evaluation and
-    the ECG tokens an LLM is trained on."""
+    """`--preprocess-fs 150 --preprocess-window 3000`: each window spans 20 s of a 300 Hz CinC record, in training,
+    evaluation and the ECG tokens an LLM is trained on."""
     from ecgllm.cli import main
     from ecgllm.data import Split, load_cinc_folder
     from ecgllm.encoder import evaluate, training
@@ -104,11 +104,12 @@ def test_an_encoder_at_another_rate_reads_records_resampled_to_it(small_cinc, tm
     split_path, folder = tmp_path / "split.json", tmp_path / "encoder"
     assert main(["-q", "data", "split", str(small_cinc), "--out", str(split_path)]) == 0
     assert main(["-q", "encoder", "train", "--data", str(small_cinc), "--split", str(split_path), "--out", str(folder),
-                 "--preset", "smoke", "--preprocess-fs", "150"]) == 0
+                 "--preset", "smoke", "--preprocess-fs", "150", "--preprocess-window", "3000"]) == 0
     assert main(["-q", "encoder", "evaluate", "--model", str(folder), "--data", str(small_cinc), "--split",
                  str(split_path)]) == 0
     model = MSCNN.from_pretrained(folder)
-    assert model.config.preprocess.fs == 150
+    assert (model.config.preprocess.fs, model.config.preprocess.window) == (150, 3000)
+    assert model.feature_map(torch.zeros(1, 1, 3000)).shape[1] == model.config.feature_steps == 41
     assert set(seen) == {"training crops", "validation", "evaluation"}
     assert all(lengths <= {n // 2 for n in recorded} for lengths in seen.values()), seen
     seen.clear()  # --max-seconds: each record's first 10 s, as a device that records 10 s

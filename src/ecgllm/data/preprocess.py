@@ -20,14 +20,15 @@ MIN_ENCODER_FS = 50.0
 
 @dataclass
 class PreprocessConfig:
-    fs: float = setting(300.0, "the encoder's sampling rate in Hz: inputs are resampled to it, so its windows of 2400 "
-                               "samples span 2400 / fs seconds (8 s at 300 Hz)")
-    window: int = 2400  # samples per input (8 s at 300 Hz)
+    fs: float = setting(300.0, "the encoder's sampling rate in Hz: inputs are resampled to it, so its windows span "
+                               "window / fs seconds (8 s at 300 Hz)")
+    window: int = setting(2400, "samples per encoder input (2400: 8 s at 300 Hz); its cost grows with the window")
     stride: int = 1200  # whole-record mode: step between windows (4 s: half overlap)
     aggregate: str = "mean"  # whole-record mode: how window probabilities become one
 
     def __post_init__(self):
         check_range("fs", self.fs, MIN_ENCODER_FS, MAX_FS)
+        check_range("window", self.window, 1)
 
 
 @dataclass
