@@ -1,8 +1,8 @@
 """How well the four-class offsets chosen on validation carry to records they were not chosen on, measured inside
-validation alone: each run's validation records are cut in two halves (stratified by class) many times; the offsets
-are chosen on one half (`choose_offsets`, as evaluation does on all of validation) and scored on the other, against
-no offsets at all. Reads the validation_predictions.csv that evaluation writes beside its metrics; reads no test
-figure and trains nothing.
+validation alone (`offsets_on_halves`): each run's validation records are cut in two halves (stratified by class)
+many times; the offsets are chosen on one half (`choose_offsets`, as evaluation does on all of validation) and scored
+on the other, against no offsets at all. Reads the validation_predictions.csv that evaluation writes beside its
+metrics; reads no test figure and trains nothing.
 
     python benchmarks/offset_choice_stability.py \
         --predictions runs/four75_seeds/seed_*/llm/eval/validation_predictions.csv
@@ -19,22 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedShuffleSplit
 
-from ecgllm.evaluation.four_class import AF, choose_offsets, decide, four_class_metrics
+from ecgllm.evaluation.four_class import AF, offsets_on_halves
 
 
 def held_out_scores(labels: np.ndarray, scores: np.ndarray, repeats: int, seed: int) -> dict:
-    halves = StratifiedShuffleSplit(n_splits=repeats, test_size=0.5, random_state=seed)
-    rows = []
-    for chosen_on, held_out in halves.split(scores, labels):
-        offsets = choose_offsets(labels[chosen_on], scores[chosen_on])
-        row = {"af_offset": offsets[AF]}
-        for name, rule in (("chosen", offsets), ("none", np.zeros(scores.shape[1]))):
-            metrics = four_class_metrics(labels[held_out], decide(scores[held_out], rule))
-            # f1_A, the F1 of class A against the rest, is the AF-vs-rest F1
-            row[f"challenge_{name}"], row[f"af_f1_{name}"] = metrics["challenge_score"], metrics["f1_A"]
-        rows.append(row)
+    rows = [{"af_offset": row["offsets"][AF],
+             # f1_A, the F1 of class A against the rest, is the AF-vs-rest F1
+             **{f"{metric}_{name}": row[name][key] for name in ("chosen", "none")
+                for metric, key in (("challenge", "challenge_score"), ("af_f1", "f1_A"))}}
+            for row in offsets_on_halves(labels, scores, repeats, seed)]
     table = pd.DataFrame(rows)
     summary = {column: {"mean": float(table[column].mean()), "sd": float(table[column].std())} for column in table}
     for metric in ("challenge", "af_f1"):

@@ -103,6 +103,11 @@ def test_llm_trains_and_evaluates_four_classes_against_the_four_class_encoder(fo
     calibration = json.loads((final / "calibration.json").read_text())
     assert calibration["class_offsets"] == metrics["validation"]["offsets"] and len(calibration["class_offsets"]) == 4
     assert "challenge score maximised" in calibration["chosen_on"]
+    # The smoke preset checks its offsets on 10 pairs of validation halves and says what the check found.
+    check = metrics["validation"]["offset_check"]
+    assert check["repeats"] == 10 and isinstance(check["held_out_gain"], float)
+    assert check["held_out_gain"] > 0 or not any(calibration["class_offsets"])
+    assert "held-out halves" in calibration["chosen_on"]
     assert "vs the four-class MS-CNN (whole)" in (four_class_run / "llm" / "eval" / "metrics.txt").read_text()
     rows = list(csv.DictReader((four_class_run / "llm" / "eval" / "predictions.csv").open()))
     assert rows and all(row["answer"].startswith("经过分析") for row in rows)

@@ -130,11 +130,15 @@ class LLMEvaluationConfig:
     max_new_tokens: int = setting(64, "longest generated answer, in tokens")
     max_records: int | None = setting(None, "a stratified subset of the validation and test records (smoke runs)")
     generate: bool = setting(True, "generate and check the answers (--no-generate: scoring only)")
+    offset_check_repeats: int = setting(100, "four classes: validation halves on which the class offsets chosen on one "
+                                             "half must raise the other's challenge score, or none are used (0: "
+                                             "always use them)")
 
     def __post_init__(self):
         check_range("batch_size", self.batch_size, 1)
         check_range("max_new_tokens", self.max_new_tokens, 1)
         check_range("max_records", self.max_records, 4)
+        check_range("offset_check_repeats", self.offset_check_repeats, 0)
 
 
 LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig, LLMEvaluationConfig]] = {
@@ -157,7 +161,7 @@ LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig, LLMEvaluationConfi
                            verdict_input=True, lora=LoRASettings(r=4, alpha=8)),
               LLMTrainingConfig(epochs=3, batch_size=4, gradient_accumulation_steps=1, lr=5e-3, warmup_steps=2,
                                 max_train_records=24),
-              LLMEvaluationConfig(batch_size=8, max_new_tokens=24, max_records=16)),
+              LLMEvaluationConfig(batch_size=8, max_new_tokens=24, max_records=16, offset_check_repeats=10)),
 }
 
 

@@ -16,7 +16,7 @@ from ecgllm.data.split import Split, subset_ids
 from ecgllm.evaluation.compare import mcnemar, paired_bootstrap
 from ecgllm.evaluation.four_class import CLASSES as FOUR_CLASSES
 from ecgllm.evaluation.four_class import (
-    choose_offsets,
+    choose_checked_offsets,
     compare_four_class,
     decide,
     evaluate_four_class,
@@ -213,7 +213,8 @@ def compare_with_four_class_encoder(labels: np.ndarray, ids: list[str], predicte
 def evaluate_llm_four_class(model: ECGLLM, val_examples: list[Example], test_examples: list[Example],
                             out_dir: str | Path, config: LLMEvaluationConfig, encoder_eval_dir: Path | None = None,
                             progress: bool = True) -> dict:
-    """The four-class model: class offsets chosen on validation (challenge score), then the four-class test report,
+    """The four-class model: class offsets chosen on validation (challenge score; kept only where they carry to
+    held-out halves of it: `choose_checked_offsets`), then the four-class test report,
     the answers decoded after the decided sentence, and the comparison with the four-class MS-CNN."""
     from accelerate import PartialState
 
@@ -221,7 +222,8 @@ def evaluate_llm_four_class(model: ECGLLM, val_examples: list[Example], test_exa
     out_dir.mkdir(parents=True, exist_ok=True)
     val_labels = np.array([e.label for e in val_examples])
     s_val, _ = predict(model, val_examples, config.batch_size, progress=progress, desc="scoring validation")
-    offsets = choose_offsets(val_labels, s_val)
+    rule = choose_checked_offsets(val_labels, s_val, config.offset_check_repeats)
+    offsets = rule["offsets"]
     labels = np.array([e.label for e in test_examples])
     s_test, answers = predict(model, test_examples, config.batch_size,
                               config.max_new_tokens if config.generate else None, offsets, progress, "test")
@@ -230,7 +232,9 @@ def evaluate_llm_four_class(model: ECGLLM, val_examples: list[Example], test_exa
               "score": "log P of each class: a softmax over the four decision sentences' log-likelihoods",
               "validation": {"n_records": len(val_labels),
                              "class_counts": {c: int((val_labels == k).sum()) for k, c in enumerate(FOUR_CLASSES)},
-                             "offsets": offsets, "metrics": four_class_metrics(val_labels, decide(s_val, offsets))},
+                             "offsets": offsets, "offset_check": {"repeats": config.offset_check_repeats,
+                                                                  "held_out_gain": rule["held_out_gain"]},
+                             "metrics": four_class_metrics(val_labels, decide(s_val, offsets))},
               "scoring": evaluate_four_class(labels, s_test, offsets),
               "decision_vs_measured_rhythm": decision_vs_rhythm(test_examples, decided)}
     if config.generate and model.config.rhythm_prompt:
@@ -278,7 +282,9 @@ def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Sp
     v = result["validation"]
     if model.config.task == "four":
         counts = ", ".join(f"{c} {n}" for c, n in v["class_counts"].items())
-        Calibration(0.0, f"validation split, {v['n_records']} records ({counts}), challenge score maximised",
+        gain = v["offset_check"]["held_out_gain"]
+        check = "" if gain is None else f", offsets {'kept' if gain > 0 else 'dropped'} (held-out halves {gain:+.4f})"
+        Calibration(0.0, f"validation split, {v['n_records']} records ({counts}), challenge score maximised{check}",
                     tuple(v["offsets"])).save(model_dir)
     else:
         Calibration(v["threshold"], f"validation split, {v['n_records']} records ({v['n_positive']} AF), F1 maximised"
@@ -329,8 +335,12 @@ def format_llm_result(result: dict) -> str:
 
 def _format_four_class_result(result: dict) -> str:
     v = result["validation"]
+    gain = v.get("offset_check", {}).get("held_out_gain")
+    check = "" if gain is None else (f"; on held-out halves the offsets chosen on the other half gain {gain:+.4f}, "
+                                     f"so {'they are kept' if gain > 0 else 'none are used'}")
     blocks = [f"{result['system']} on the test split (class offsets chosen on validation)",
-              f"validation ({v['n_records']} records; the offsets maximise the challenge score here): challenge score "
+              f"validation ({v['n_records']} records; the offsets maximise the challenge score here{check}): "
+              f"offsets {' '.join(f'{c} {o:+.2f}' for c, o in zip(FOUR_CLASSES, v['offsets']))}, challenge score "
               f"{v['metrics']['challenge_score']:.4f}",
               format_four_class("scoring (softmax over the four decision sentences)", result["scoring"])]
     if "generation" in result:
