@@ -213,9 +213,9 @@ def compare_with_four_class_encoder(labels: np.ndarray, ids: list[str], predicte
 def evaluate_llm_four_class(model: ECGLLM, val_examples: list[Example], test_examples: list[Example],
                             out_dir: str | Path, config: LLMEvaluationConfig, encoder_eval_dir: Path | None = None,
                             progress: bool = True) -> dict:
-    """The four-class model: class offsets chosen on validation (challenge score; kept only where they carry to
-    held-out halves of it: `choose_checked_offsets`), then the four-class test report,
-    the answers decoded after the decided sentence, and the comparison with the four-class MS-CNN."""
+    """The four-class model: class offsets chosen on validation (challenge score; kept only if they carry to held-out
+    halves of it: `choose_checked_offsets`), then the four-class test report, the answers decoded after the decided
+    sentence, and the comparison with the four-class MS-CNN."""
     from accelerate import PartialState
 
     out_dir = Path(out_dir)
@@ -339,7 +339,7 @@ def _format_four_class_result(result: dict) -> str:
     check = "" if gain is None else (f"; on held-out halves the offsets chosen on the other half gain {gain:+.4f}, "
                                      f"so {'they are kept' if gain > 0 else 'none are used'}")
     blocks = [f"{result['system']} on the test split (class offsets chosen on validation)",
-              f"validation ({v['n_records']} records; the offsets maximise the challenge score here{check}): "
+              f"validation ({v['n_records']} records; offsets chosen here by the challenge score{check}): "
               f"offsets {' '.join(f'{c} {o:+.2f}' for c, o in zip(FOUR_CLASSES, v['offsets']))}, challenge score "
               f"{v['metrics']['challenge_score']:.4f}",
               format_four_class("scoring (softmax over the four decision sentences)", result["scoring"])]
