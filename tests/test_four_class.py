@@ -52,7 +52,9 @@ def test_checked_offsets_keep_a_bias_correction_and_drop_offsets_that_fit_noise(
     scores[:, 1] -= 1.5
     biased = choose_checked_offsets(labels, scores, repeats=20)
     assert biased["held_out_gain"] > 0 and biased["offsets"] == choose_offsets(labels, scores)
-    assert choose_checked_offsets(labels, scores, repeats=0) == {"offsets": biased["offsets"], "held_out_gain": None}
+    assert biased["kept"] and not unbiased["kept"]
+    assert choose_checked_offsets(labels, scores, repeats=0) == {"offsets": biased["offsets"], "held_out_gain": None,
+                                                                 "kept": True}
 
 
 def test_evaluation_reports_n_vs_a_on_the_n_and_a_records_and_af_calls_per_class():

@@ -233,7 +233,8 @@ def evaluate_llm_four_class(model: ECGLLM, val_examples: list[Example], test_exa
               "validation": {"n_records": len(val_labels),
                              "class_counts": {c: int((val_labels == k).sum()) for k, c in enumerate(FOUR_CLASSES)},
                              "offsets": offsets, "offset_check": {"repeats": config.offset_check_repeats,
-                                                                  "held_out_gain": rule["held_out_gain"]},
+                                                                  "held_out_gain": rule["held_out_gain"],
+                                                                  "kept": rule["kept"]},
                              "metrics": four_class_metrics(val_labels, decide(s_val, offsets))},
               "scoring": evaluate_four_class(labels, s_test, offsets),
               "decision_vs_measured_rhythm": decision_vs_rhythm(test_examples, decided)}
@@ -282,8 +283,8 @@ def evaluate_model_folder(model_dir: str | Path, dataset: CinCDataset, split: Sp
     v = result["validation"]
     if model.config.task == "four":
         counts = ", ".join(f"{c} {n}" for c, n in v["class_counts"].items())
-        gain = v["offset_check"]["held_out_gain"]
-        check = "" if gain is None else f", offsets {'kept' if gain > 0 else 'dropped'} (held-out halves {gain:+.4f})"
+        gain, kept = v["offset_check"]["held_out_gain"], v["offset_check"]["kept"]
+        check = "" if gain is None else f", offsets {'kept' if kept else 'dropped'} (held-out halves {gain:+.4f})"
         Calibration(0.0, f"validation split, {v['n_records']} records ({counts}), challenge score maximised{check}",
                     tuple(v["offsets"])).save(model_dir)
     else:
@@ -335,9 +336,10 @@ def format_llm_result(result: dict) -> str:
 
 def _format_four_class_result(result: dict) -> str:
     v = result["validation"]
-    gain = v.get("offset_check", {}).get("held_out_gain")
-    check = "" if gain is None else (f"; on held-out halves the offsets chosen on the other half gain {gain:+.4f}, "
-                                     f"so {'they are kept' if gain > 0 else 'none are used'}")
+    check = v.get("offset_check", {})
+    check = "" if check.get("held_out_gain") is None else (
+        f"; on held-out halves the offsets chosen on the other half gain {check['held_out_gain']:+.4f}, "
+        f"so {'they are kept' if check['kept'] else 'none are used'}")
     blocks = [f"{result['system']} on the test split (class offsets chosen on validation)",
               f"validation ({v['n_records']} records; offsets chosen here by the challenge score{check}): "
               f"offsets {' '.join(f'{c} {o:+.2f}' for c, o in zip(FOUR_CLASSES, v['offsets']))}, challenge score "
