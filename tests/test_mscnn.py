@@ -123,3 +123,31 @@ def test_an_encoder_at_another_rate_reads_records_resampled_to_it(small_cinc, tm
     tokens = cached_features(model, "fs150", dataset, ids, 1, tmp_path / "cache", "whole", progress=False)
     torch.testing.assert_close(torch.stack([tokens[i] for i in ids]),
                                encode_records(model, dataset.signals(ids, 150), 1, "whole"))
+
+
+def test_with_ema_decay_the_moving_average_is_validated_and_saved(small_cinc, tmp_path):
+    """At a decay of 0.9999 the average of 18 steps stays next to the first step's weights, so the saved encoder sits
+    far closer to the initial weights than the weights the same training saves without the average."""
+    from ecgllm.cli import main
+    from ecgllm.data import Split, load_cinc_folder
+    from ecgllm.encoder.training import train_encoder
+    from ecgllm.utils import seed_everything
+
+    dataset = load_cinc_folder(small_cinc, progress=False)
+    split_path = tmp_path / "split.json"
+    assert main(["-q", "data", "split", str(small_cinc), "--out", str(split_path)]) == 0
+    config = encoder_model_preset("smoke", "binary")
+    settings = dataclasses.replace(encoder_training_preset("smoke", "binary"), epochs=6, patience=6)
+    seed_everything(settings.seed)
+    initial = MSCNN(config).state_dict()
+
+    def distance_from_initial(ema_decay: float) -> float:
+        trained = train_encoder(dataset, Split.load(split_path), tmp_path / f"ema_{ema_decay}", config,
+                                dataclasses.replace(settings, ema_decay=ema_decay), progress=False, device="cpu")
+        weights = {name: w for name, w in trained.named_parameters()}
+        return sum(float((weights[name] - initial[name]).norm()) for name in weights)
+
+    plain, averaged = distance_from_initial(0.0), distance_from_initial(0.9999)
+    assert averaged < 0.2 * plain, (averaged, plain)
+    saved = json.loads((tmp_path / "ema_0.9999" / "training_config.json").read_text())
+    assert saved["ema_decay"] == 0.9999

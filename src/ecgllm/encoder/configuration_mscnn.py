@@ -94,6 +94,8 @@ class EncoderTrainingConfig:
     weight_decay: float = setting(1e-4, "AdamW weight decay")
     patience: int = setting(8, "epochs without a better validation score before stopping")
     balance: str = setting("oversample", "oversample AF, weight the loss, or neither", choices=BALANCES)
+    ema_decay: float = setting(0.0, "per-step decay of a moving average of the weights that is validated and saved "
+                                    "in their place (0: off; 0.999 averages about the last 1000 steps)")
     augment: AugmentConfig = setting(help="training augmentation", default_factory=AugmentConfig)
     seed: int = setting(42, "seed of initialisation, draws and augmentation")
     max_records: int | None = setting(None, "a stratified subset per split (smoke runs)")
@@ -103,6 +105,7 @@ class EncoderTrainingConfig:
         for name in ("epochs", "batch_size", "patience", "eval_batch_size"):
             check_range(name, getattr(self, name), 1)
         check_range("lr", self.lr, 0.0)
+        check_range("ema_decay", self.ema_decay, 0.0, 0.9999)
         check_choice("balance", self.balance, BALANCES)
         check_range("max_records", self.max_records, 4)
 

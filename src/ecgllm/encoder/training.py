@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
@@ -91,6 +92,11 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                                     total_steps=config.epochs * len(loader), pct_start=0.1)
     loss_fn = _loss(np.array([dataset.labels[i] for i in train_ids]), model_config.task, config.balance, device)
+    # With ema_decay, the moving average (batch-norm statistics included) is what is validated and kept: it depends
+    # less than one epoch's last weights on the last few batches.
+    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+                if config.ema_decay else None)
+    validated = model if averaged is None else averaged.module
 
     logger.info("training MS-CNN %s (%d parameters) on %d records, validating on %d, on %s", model_config.preset,
                 sum(p.numel() for p in model.parameters()), len(train_ids), len(val_ids), device)
@@ -113,10 +119,13 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             seconds = time.perf_counter() - started
-            val, score = _validate(predict_records(model, val_signals, "center", config.eval_batch_size), val_labels)
+            val_probabilities = predict_records(validated, val_signals, "center", config.eval_batch_size)
+            val, score = _validate(val_probabilities, val_labels)
             history.writerow([epoch, f"{np.mean(losses):.5f}", *(f"{v:.5f}" for v in val.values()),
                               f"{scheduler.get_last_lr()[0]:.3g}", f"{seconds:.1f}",
                               f"{len(losses) * config.batch_size / seconds:.1f}"])
@@ -125,7 +134,7 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
                         ", ".join(f"{k} {v:.4f}" for k, v in val.items()), seconds)
             if score > best_score:
                 best_score, best_epoch = score, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in validated.state_dict().items()}
             elif epoch - best_epoch >= config.patience:
                 logger.info("stopping early: no better validation score since epoch %d", best_epoch)
                 break
