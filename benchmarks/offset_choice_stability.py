@@ -1,11 +1,14 @@
 """How well the four-class offsets chosen on validation carry to records they were not chosen on, measured inside
 validation alone (`offsets_on_halves`): each run's validation records are cut in two halves (stratified by class)
 many times; the offsets are chosen on one half (`choose_offsets`, as evaluation does on all of validation) and scored
-on the other, against no offsets at all. Reads the validation_predictions.csv that evaluation writes beside its
-metrics; reads no test figure and trains nothing.
+on the other, against no offsets at all. Reads the validation_predictions.csv that `ecgllm llm evaluate` writes beside
+its metrics, or the MS-CNN's predictions.csv from `ecgllm encoder evaluate --split-name val` (its whole-record
+probabilities); reads no test figure and trains nothing.
 
     python benchmarks/offset_choice_stability.py \
         --predictions runs/four75_seeds/seed_*/llm/eval/validation_predictions.csv
+    python benchmarks/offset_choice_stability.py --results benchmarks/results/offset_choice_stability_cnn.json \
+        --predictions runs/four75_seeds/seed_*/encoder/eval_val/predictions.csv
 
 Prints, per run and over all runs, the held-out half's challenge score and AF-vs-rest F1 with the chosen offsets and
 with none, and how far the chosen AF offset moves between halves; writes
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgllm.evaluation.four_class import AF, offsets_on_halves
+from ecgllm.evaluation.four_class import AF, CLASSES, log_probabilities, offsets_on_halves
 
 
 def held_out_scores(labels: np.ndarray, scores: np.ndarray, repeats: int, seed: int) -> dict:
@@ -39,10 +42,24 @@ def held_out_scores(labels: np.ndarray, scores: np.ndarray, repeats: int, seed: 
     return summary
 
 
+def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and per-class log P of a predictions file: the ECG-LLM's log_p_<class> columns, else the MS-CNN's
+    whole-record probabilities p_<class>_whole."""
+    table = pd.read_csv(path)
+    llm_columns = [f"log_p_{c}" for c in CLASSES]
+    cnn_columns = [f"p_{c}_whole" for c in CLASSES]
+    if "label" in table.columns and set(llm_columns) <= set(table.columns):
+        return table["label"].to_numpy(), table[llm_columns].to_numpy(float)
+    if "label" in table.columns and set(cnn_columns) <= set(table.columns):
+        return table["label"].to_numpy(), log_probabilities(table[cnn_columns].to_numpy(float))
+    sys.exit(f"{path}: expected a label column and log_p_<class> (ECG-LLM) or p_<class>_whole (MS-CNN) columns for "
+             f"the classes {', '.join(CLASSES)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", type=Path, nargs="+", required=True,
-                        help="validation_predictions.csv files (columns label and log_p_<class>)")
+                        help="validation predictions of four-class ECG-LLMs or MS-CNNs (see above)")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", type=Path,
@@ -51,14 +68,9 @@ def main() -> None:
 
     per_run = {}
     for path in args.predictions:
-        table = pd.read_csv(path)
-        columns = [c for c in table.columns if c.startswith("log_p_")]
-        if "label" not in table.columns or not columns:
-            sys.exit(f"{path}: expected a label column and log_p_<class> columns (evaluation's "
-                     "validation_predictions.csv)")
-        scores = table[columns].to_numpy(float)
-        per_run[str(path)] = summary = held_out_scores(table["label"].to_numpy(), scores, args.repeats, args.seed)
-        print(f"{path}: {len(table)} records")
+        labels, scores = read_scores(path)
+        per_run[str(path)] = summary = held_out_scores(labels, scores, args.repeats, args.seed)
+        print(f"{path}: {len(labels)} records")
         for metric in ("challenge", "af_f1"):
             gain = summary[f"{metric}_chosen_minus_none"]
             print(f"  {metric}: chosen {summary[f'{metric}_chosen']['mean']:.4f}, none "

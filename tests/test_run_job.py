@@ -90,6 +90,29 @@ def test_encoder_trains_and_evaluates_four_classes_from_a_four_class_split(four_
     assert sum(map(sum, result["confusion_matrix"]["counts"])) == len(split.test)
     header = (four_class_run / "encoder" / "eval" / "predictions.csv").read_text().splitlines()[0]
     assert header.startswith("record,label,p_N_center,p_A_center,p_O_center,p_~_center")
+    # The smoke preset checks the offsets on 10 pairs of validation halves; evaluation reports what the check found.
+    for mode, check in config.class_offset_checks.items():
+        assert check["repeats"] == 10 and check["kept"] == (check["held_out_gain"] > 0)
+        assert check["kept"] or not any(config.class_offsets[mode])
+    assert result["offset_check"] == config.class_offset_checks["whole"]
+
+
+def test_encoder_calibrate_chooses_the_rule_again_into_a_copy(four_class_run, small_cinc_four, tmp_path, capsys):
+    """An encoder's decision rule chosen again on validation (here unchecked, --offset-check-repeats 0) into another
+    folder: the weights are the same and the original, which the run's ECG-LLM knows by its config, is untouched."""
+    original = four_class_run / "encoder"
+    before = (original / "config.json").read_text()
+    command = ["-q", "encoder", "calibrate", "--model", str(original), "--data", str(small_cinc_four), "--split",
+               str(four_class_run / "split.json"), "--offset-check-repeats", "0"]
+    assert main([*command, "--out", str(tmp_path / "calibrated")]) == 0
+    calibrated = MSCNN.from_pretrained(tmp_path / "calibrated")
+    assert (original / "config.json").read_text() == before
+    assert (tmp_path / "calibrated" / "model.safetensors").read_bytes() == (original / "model.safetensors").read_bytes()
+    assert (tmp_path / "calibrated" / "training_config.json").exists()
+    assert {mode: (c["repeats"], c["kept"], c["held_out_gain"]) for mode, c in
+            calibrated.config.class_offset_checks.items()} == {"center": (0, True, None), "whole": (0, True, None)}
+    assert main([*command, "--out", str(original)]) == 2
+    assert "beside the original, not over it" in capsys.readouterr().err
 
 
 def test_llm_trains_and_evaluates_four_classes_against_the_four_class_encoder(four_class_run):

@@ -89,6 +89,15 @@ def _encoder_evaluate(args) -> None:
     print(f"{format_encoder_result(result)}\nwritten to {out}")
 
 
+def _encoder_calibrate(args) -> None:
+    from ecgllm.encoder.training import calibrate_encoder
+
+    dataset, split = _load_data(args)
+    model = calibrate_encoder(args.model, args.out, dataset, split, args.offset_check_repeats, args.device)
+    print(f"decision rule chosen on validation: thresholds {model.config.thresholds}, class offsets "
+          f"{model.config.class_offsets}, checks {model.config.class_offset_checks}\nwritten to {args.out}")
+
+
 def _evaluate_llm(model_dir: Path, dataset, split, out: Path | None, cache: Path | None, encoder_eval: Path | None,
                   settings: dict, quiet: bool, device: str) -> None:
     from ecgllm.runs.job import evaluate_run_llm
@@ -214,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
              ("--max-seconds", {"type": float, "help": "score only each record's first S seconds (e.g. 10, as a "
                                                        "device that records 10 s)"}),
              ("--out", {**PATH, "help": "default: MODEL/eval (test) or MODEL/eval_SPLIT, + _Ss with --max-seconds"}),
+             DEVICE)
+    _command(encoder, "calibrate", _encoder_calibrate, "choose a trained encoder's decision rule again on validation, "
+             "under the current rule (four classes: checked offsets), into a copy",
+             ("--model", REQUIRED), *DATA, ("--out", REQUIRED),
+             ("--offset-check-repeats", {"type": int, "default": EncoderTrainingConfig.offset_check_repeats,
+                                         "help": "four classes: validation halvings of the check (0: unchecked)"}),
              DEVICE)
 
     llm = commands.add_parser("llm", help="Task 2: the ECG-LLM").add_subparsers(dest="llm_command", required=True)

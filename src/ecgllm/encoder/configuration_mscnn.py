@@ -29,6 +29,9 @@ class MSCNNConfig:
     # four-class task's per-class offsets on log P (evaluation.four_class.decide).
     thresholds: dict[str, float] = field(default_factory=lambda: {"center": 0.5, "whole": 0.5})
     class_offsets: dict[str, list[float]] = field(default_factory=dict)
+    # What the held-out check found of those offsets, per mode: repeats, held_out_gain, kept
+    # (evaluation.four_class.choose_checked_offsets); empty in checkpoints chosen before the check.
+    class_offset_checks: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self):
         check_choice("k_size_stream2", self.k_size_stream2, (3, 5, 7, 9))
@@ -94,6 +97,8 @@ class EncoderTrainingConfig:
     weight_decay: float = setting(1e-4, "AdamW weight decay")
     patience: int = setting(8, "epochs without a better validation score before stopping")
     balance: str = setting("oversample", "oversample AF, weight the loss, or neither", choices=BALANCES)
+    offset_check_repeats: int = setting(100, "four classes: validation halvings on which offsets chosen on one half "
+                                             "must raise the other half's challenge score to be kept (0: unchecked)")
     ema_decay: float = setting(0.0, "per-step decay of a moving average of the weights that is validated and saved "
                                     "in their place (0: off; 0.999 averages about the last 1000 steps)")
     augment: AugmentConfig = setting(help="training augmentation", default_factory=AugmentConfig)
@@ -106,6 +111,7 @@ class EncoderTrainingConfig:
             check_range(name, getattr(self, name), 1)
         check_range("lr", self.lr, 0.0)
         check_range("ema_decay", self.ema_decay, 0.0, 0.9999)
+        check_range("offset_check_repeats", self.offset_check_repeats, 0)
         check_choice("balance", self.balance, BALANCES)
         check_range("max_records", self.max_records, 4)
 
@@ -113,7 +119,7 @@ class EncoderTrainingConfig:
 TRAINING_PRESETS: dict[str, EncoderTrainingConfig] = {
     "paper": EncoderTrainingConfig(epochs=30, lr=1e-4),
     "cpu": EncoderTrainingConfig(epochs=30),
-    "smoke": EncoderTrainingConfig(epochs=2, batch_size=16, max_records=48, patience=2),
+    "smoke": EncoderTrainingConfig(epochs=2, batch_size=16, max_records=48, patience=2, offset_check_repeats=10),
 }
 # Chosen on validation for the four-class task (seed 42, cpu: challenge score 0.8196 with 60 epochs, 0.8131 with 30;
 # benchmarks/results/four_class_encoder_cpu_epochs_choice.json). No early stop: mid-schedule, with the learning rate

@@ -62,7 +62,8 @@ def _evaluate_mode(model: MSCNN, mode: str, labels: np.ndarray, probabilities: n
     if model.config.task == "binary":
         return evaluate_predictions(labels, probabilities, model.config.thresholds[mode], n_resamples)
     offsets = model.config.class_offsets.get(mode, [0.0] * probabilities.shape[1])
-    return evaluate_four_class(labels, log_probabilities(probabilities), offsets, n_resamples)
+    return {**evaluate_four_class(labels, log_probabilities(probabilities), offsets, n_resamples),
+            "offset_check": model.config.class_offset_checks.get(mode)}
 
 
 def format_encoder_result(result: dict) -> str:

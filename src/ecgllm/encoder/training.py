@@ -5,6 +5,7 @@ backward passes run in bf16 autocast (the weights and optimiser stay float32).""
 import csv
 import dataclasses
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -21,10 +22,11 @@ from ecgllm.data.split import Split, subset_ids
 from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, MSCNNConfig
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.predict import predict_records
-from ecgllm.evaluation.four_class import af_score, challenge_score, choose_offsets, log_probabilities
+from ecgllm.errors import SettingError
+from ecgllm.evaluation.four_class import af_score, challenge_score, choose_checked_offsets, log_probabilities
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold
-from ecgllm.modeling_utils import save_training_config
-from ecgllm.utils import resolve_device, seed_everything
+from ecgllm.modeling_utils import TRAINING_CONFIG_NAME, save_training_config
+from ecgllm.utils import HOST_NAME, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -140,17 +142,54 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
                 break
 
     model.load_state_dict(best_state)
-    probabilities = {mode: predict_records(model, val_signals, mode, config.eval_batch_size) for mode in MODES}
-    if model_config.task == "binary":
-        rule = {"thresholds": {mode: choose_threshold(val_labels, p) for mode, p in probabilities.items()}}
-    else:
-        rule = {"class_offsets": {mode: choose_offsets(val_labels, log_probabilities(p))
-                                  for mode, p in probabilities.items()}}
-    model.config = dataclasses.replace(model.config, **rule)
+    model.config = choose_decision_rule(model, val_signals, val_labels, config.offset_check_repeats,
+                                        config.eval_batch_size)
     model.save_pretrained(out_dir)
-    logger.info("best epoch %d (validation score %.4f); decision rule from validation %s; saved to %s", best_epoch,
-                best_score, rule, out_dir)
+    logger.info("best epoch %d (validation score %.4f); decision rule from validation: thresholds %s, class offsets "
+                "%s; saved to %s", best_epoch, best_score, model.config.thresholds, model.config.class_offsets,
+                out_dir)
     return model.eval()
+
+
+def choose_decision_rule(model: MSCNN, val_signals: list[np.ndarray], val_labels: np.ndarray,
+                         offset_check_repeats: int, batch_size: int = 256) -> MSCNNConfig:
+    """The model's config with its decision rule chosen on validation, per mode: the binary task's threshold on P(AF);
+    the four-class task's offsets on log P, kept only if offsets chosen on half of validation raise the other half's
+    challenge score (`choose_checked_offsets`, with the check's findings)."""
+    probabilities = {mode: predict_records(model, val_signals, mode, batch_size) for mode in MODES}
+    if model.config.task == "binary":
+        return dataclasses.replace(model.config, thresholds={mode: choose_threshold(val_labels, p)
+                                                             for mode, p in probabilities.items()})
+    rules = {mode: choose_checked_offsets(val_labels, log_probabilities(p), offset_check_repeats)
+             for mode, p in probabilities.items()}
+    return dataclasses.replace(
+        model.config, class_offsets={mode: rule["offsets"] for mode, rule in rules.items()},
+        class_offset_checks={mode: {"repeats": offset_check_repeats, "held_out_gain": rule["held_out_gain"],
+                                    "kept": rule["kept"]} for mode, rule in rules.items()})
+
+
+def calibrate_encoder(model_dir: str | Path, out_dir: str | Path, dataset: CinCDataset, split: Split,
+                      offset_check_repeats: int, device: str = "auto") -> MSCNN:
+    """A trained encoder with its decision rule chosen again on its validation split under the current rule (an
+    encoder trained before offsets were checked gets checked offsets), saved to `out_dir` with the files that say how
+    it was trained. The original is left as it is: an ECG-LLM built on it knows it by its config too."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if out_dir.resolve() == model_dir.resolve():
+        raise SettingError(f"{out_dir}: write the calibrated encoder beside the original, not over it")
+    model = MSCNN.from_pretrained(model_dir).to(resolve_device(device))
+    split.require_task(model.config.task, "this MS-CNN")
+    split.check_against(dataset.labels)
+    val_labels = np.array([dataset.labels[i] for i in split.val])
+    model.config = choose_decision_rule(model, dataset.signals(split.val, model.config.preprocess.fs), val_labels,
+                                        offset_check_repeats)
+    model.save_pretrained(out_dir)
+    for name in (TRAINING_CONFIG_NAME, HISTORY_NAME, HOST_NAME):
+        if (model_dir / name).exists():
+            shutil.copy(model_dir / name, out_dir / name)
+    logger.info("decision rule chosen again on %d validation records: thresholds %s, class offsets %s (checks %s); "
+                "saved to %s", len(val_labels), model.config.thresholds, model.config.class_offsets,
+                model.config.class_offset_checks, out_dir)
+    return model
 
 
 def _loss(train_labels: np.ndarray, task: str, balance: str, device: torch.device) -> torch.nn.Module:
