@@ -144,7 +144,7 @@ def test_with_ema_decay_the_moving_average_is_validated_and_saved(small_cinc, tm
     def distance_from_initial(ema_decay: float) -> float:
         trained = train_encoder(dataset, Split.load(split_path), tmp_path / f"ema_{ema_decay}", config,
                                 dataclasses.replace(settings, ema_decay=ema_decay), progress=False, device="cpu")
-        weights = {name: w for name, w in trained.named_parameters()}
+        weights = {name: w.detach() for name, w in trained.named_parameters()}
         return sum(float((weights[name] - initial[name]).norm()) for name in weights)
 
     plain, averaged = distance_from_initial(0.0), distance_from_initial(0.9999)

@@ -1,5 +1,6 @@
 """Training the MS-CNN: class oversampling, augmentation, best epoch by validation PR AUC of AF (four-class task: by
-the validation challenge score), decision thresholds (class offsets) from validation. On a CUDA GPU the forward and
+the validation challenge score), decision thresholds (class offsets, kept only if they carry to held-out halves) from
+validation; optionally a moving average of the weights in their place. On a CUDA GPU the forward and
 backward passes run in bf16 autocast (the weights and optimiser stay float32)."""
 
 import csv
