@@ -48,10 +48,11 @@ def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
     table = pd.read_csv(path)
     llm_columns = [f"log_p_{c}" for c in CLASSES]
     cnn_columns = [f"p_{c}_whole" for c in CLASSES]
-    if "label" in table.columns and set(llm_columns) <= set(table.columns):
-        return table["label"].to_numpy(), table[llm_columns].to_numpy(float)
-    if "label" in table.columns and set(cnn_columns) <= set(table.columns):
-        return table["label"].to_numpy(), log_probabilities(table[cnn_columns].to_numpy(float))
+    if "label" in table.columns:
+        if set(llm_columns) <= set(table.columns):
+            return table["label"].to_numpy(), table[llm_columns].to_numpy(float)
+        if set(cnn_columns) <= set(table.columns):
+            return table["label"].to_numpy(), log_probabilities(table[cnn_columns].to_numpy(float))
     sys.exit(f"{path}: expected a label column and log_p_<class> (ECG-LLM) or p_<class>_whole (MS-CNN) columns for "
              f"the classes {', '.join(CLASSES)}")
 
