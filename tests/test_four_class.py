@@ -48,13 +48,14 @@ def test_checked_offsets_keep_a_bias_correction_and_drop_offsets_that_fit_noise(
     scores[np.arange(300), labels] += 2.0
     unbiased = choose_checked_offsets(labels, scores, repeats=20)
     assert choose_offsets(labels, scores) != [0.0] * 4  # the coordinate ascent finds something to follow
-    assert unbiased["held_out_gain"] <= 0 and unbiased["offsets"] == [0.0] * 4
+    assert unbiased["check"]["held_out_gain"] <= 0 and unbiased["offsets"] == [0.0] * 4
     scores[:, 1] -= 1.5
     biased = choose_checked_offsets(labels, scores, repeats=20)
-    assert biased["held_out_gain"] > 0 and biased["offsets"] == choose_offsets(labels, scores)
-    assert biased["kept"] and not unbiased["kept"]
-    assert choose_checked_offsets(labels, scores, repeats=0) == {"offsets": biased["offsets"], "held_out_gain": None,
-                                                                 "kept": True}
+    assert biased["check"] == {"repeats": 20, "held_out_gain": biased["check"]["held_out_gain"], "kept": True}
+    assert biased["check"]["held_out_gain"] > 0 and biased["offsets"] == choose_offsets(labels, scores)
+    assert not unbiased["check"]["kept"]
+    assert choose_checked_offsets(labels, scores, repeats=0) == {
+        "offsets": biased["offsets"], "check": {"repeats": 0, "held_out_gain": None, "kept": True}}
 
 
 def test_evaluation_reports_n_vs_a_on_the_n_and_a_records_and_af_calls_per_class():

@@ -165,8 +165,7 @@ def choose_decision_rule(model: MSCNN, val_signals: list[np.ndarray], val_labels
              for mode, p in probabilities.items()}
     return dataclasses.replace(
         model.config, class_offsets={mode: rule["offsets"] for mode, rule in rules.items()},
-        class_offset_checks={mode: {"repeats": offset_check_repeats, "held_out_gain": rule["held_out_gain"],
-                                    "kept": rule["kept"]} for mode, rule in rules.items()})
+        class_offset_checks={mode: rule["check"] for mode, rule in rules.items()})
 
 
 def calibrate_encoder(model_dir: str | Path, out_dir: str | Path, dataset: CinCDataset, split: Split,

@@ -97,15 +97,16 @@ def choose_checked_offsets(labels: np.ndarray, scores: np.ndarray, repeats: int,
     """`choose_offsets` on all of validation, kept only if offsets chosen on half of it raise the other half's challenge
     score on average (`offsets_on_halves`), otherwise none: with sharp scores the coordinate ascent follows a
     handful of records, and such offsets gain nothing on records they were not chosen on
-    (benchmarks/offset_choice_stability.py). repeats 0: the offsets, unchecked. Returns the offsets, the check's mean
-    gain and whether the chosen offsets were kept."""
+    (benchmarks/offset_choice_stability.py). repeats 0: the offsets, unchecked. Returns the offsets and the check
+    as checkpoints and metrics record it: repeats, the mean held-out gain, whether the chosen offsets were kept."""
     offsets = choose_offsets(labels, scores)
     if repeats == 0:
-        return {"offsets": offsets, "held_out_gain": None, "kept": True}
+        return {"offsets": offsets, "check": {"repeats": 0, "held_out_gain": None, "kept": True}}
     rows = offsets_on_halves(labels, scores, repeats, seed)
     gain = float(np.mean([r["chosen"]["challenge_score"] - r["none"]["challenge_score"] for r in rows]))
     kept = gain > 0
-    return {"offsets": offsets if kept else [0.0] * len(offsets), "held_out_gain": gain, "kept": kept}
+    return {"offsets": offsets if kept else [0.0] * len(offsets),
+            "check": {"repeats": repeats, "held_out_gain": gain, "kept": kept}}
 
 
 def four_class_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

@@ -232,9 +232,7 @@ def evaluate_llm_four_class(model: ECGLLM, val_examples: list[Example], test_exa
               "score": "log P of each class: a softmax over the four decision sentences' log-likelihoods",
               "validation": {"n_records": len(val_labels),
                              "class_counts": {c: int((val_labels == k).sum()) for k, c in enumerate(FOUR_CLASSES)},
-                             "offsets": offsets, "offset_check": {"repeats": config.offset_check_repeats,
-                                                                  "held_out_gain": rule["held_out_gain"],
-                                                                  "kept": rule["kept"]},
+                             "offsets": offsets, "offset_check": rule["check"],
                              "metrics": four_class_metrics(val_labels, decide(s_val, offsets))},
               "scoring": evaluate_four_class(labels, s_test, offsets),
               "decision_vs_measured_rhythm": decision_vs_rhythm(test_examples, decided)}
