@@ -120,6 +120,16 @@ def smoke_run(small_cinc, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="session")
+def four_class_run(small_cinc_four, tmp_path_factory) -> Path:
+    """`ecgllm run --preset smoke` (the four-class task, the default) on real records of all four classes."""
+    from ecgllm.cli import main
+
+    folder = tmp_path_factory.mktemp("four_run")
+    assert main(["-q", "run", "--data", str(small_cinc_four), "--out", str(folder), "--preset", "smoke"]) == 0
+    return folder
+
+
 CHROMIUM = Path(os.environ.get("ECGLLM_CHROMIUM", "/usr/bin/chromium"))
 
 

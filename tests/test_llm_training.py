@@ -144,14 +144,17 @@ def test_training_depends_on_seed_not_on_cache_state(small_cinc, smoke_encoder, 
     assert all(torch.equal(cold[k], warm[k]) for k in cold)
 
 
-def test_cross_fitted_verdicts_come_from_encoders_that_never_saw_the_record(small_cinc, smoke_encoder, tmp_path):
+@pytest.mark.parametrize("task", ["binary", "four"])
+def test_cross_fitted_verdicts_come_from_encoders_that_never_saw_the_record(task, request, tmp_path):
     """With verdict_folds K, training fits K fold encoders (each without its fold) beside the run's encoder, which
-    stays untouched, and each training record's verdict input is the AF logit of the encoder that never saw it."""
+    stays untouched, and each training record's verdict input is the AF logit (four classes: the class logits) of the
+    encoder that never saw it."""
     import dataclasses
     import shutil
 
     import torch
 
+    from ecgllm.data.split import Split
     from ecgllm.encoder.modeling_mscnn import MSCNN
     from ecgllm.llm.configuration_ecgllm import LLM_PRESETS
     from ecgllm.llm.cross_fit import FOLDS_DIR, cross_fitted_verdicts, fold_of_training_records
@@ -161,10 +164,17 @@ def test_cross_fitted_verdicts_come_from_encoders_that_never_saw_the_record(smal
     from ecgllm.llm.training import train_llm
 
     encoder_dir = tmp_path / "encoder"
-    shutil.copytree(smoke_encoder, encoder_dir)
+    if task == "binary":
+        data_dir = request.getfixturevalue("small_cinc")
+        shutil.copytree(request.getfixturevalue("smoke_encoder"), encoder_dir)
+        dataset = load_cinc_folder(data_dir, progress=False)
+        split = make_split(dataset.labels, "binary")
+    else:  # the trained four-class encoder of a smoke run, and its split
+        run = request.getfixturevalue("four_class_run")
+        shutil.copytree(run / "encoder", encoder_dir)
+        dataset = load_cinc_folder(request.getfixturevalue("small_cinc_four"), task="four", progress=False)
+        split = Split.load(run / "split.json")
     fingerprint = encoder_fingerprint(encoder_dir)
-    dataset = load_cinc_folder(small_cinc, progress=False)
-    split = make_split(dataset.labels, "binary")
     model_config, train_config, _ = LLM_PRESETS["smoke"]
     train_config = dataclasses.replace(train_config, epochs=1, verdict_folds=2)
     final = train_llm(dataset, split, encoder_dir, tmp_path / "llm", model_config, train_config, tmp_path / "cache",
@@ -174,10 +184,12 @@ def test_cross_fitted_verdicts_come_from_encoders_that_never_saw_the_record(smal
     assert all((f / "model.safetensors").exists() for f in folds)
 
     model = ECGLLM.from_pretrained(final)
+    assert model.config.task == task
     verdicts = cross_fitted_verdicts(dataset, split, encoder_dir, 2, model.config.ecg_tokens, model.config.ecg_input,
                                      tmp_path / "cache", progress=False)  # read back, not retrained
     assert set(verdicts) == set(split.train)
-    assignment = fold_of_training_records(split, 2, 42)
+    width = model.encoder.config.num_outputs  # 1 or 4 verdict columns
+    assignment = fold_of_training_records(split, 2, 42)  # folds seeded as the encoder was trained: seed 42 in both
     for k, folder in enumerate(folds):
         held = [i for i in split.train if assignment[i] == k]
         fold_encoder = MSCNN.from_pretrained(folder)
@@ -188,6 +200,7 @@ def test_cross_fitted_verdicts_come_from_encoders_that_never_saw_the_record(smal
     crossed = prepare_examples(model, dataset, split.train, tmp_path / "cache", False, verdicts)
     own = prepare_examples(model, dataset, split.train, tmp_path / "cache", False)
     for c, o in zip(crossed, own):
-        assert c.features[0, -1].item() == pytest.approx(verdicts[c.record] / VERDICT_SCALE, abs=1e-5)
-        assert torch.equal(c.features[..., :-1], o.features[..., :-1])  # only the verdict column differs
-    assert any(abs(c.features[0, -1] - o.features[0, -1]) > 1e-3 for c, o in zip(crossed, own))
+        torch.testing.assert_close(c.features[0, -width:], torch.tensor(verdicts[c.record]).reshape(-1) / VERDICT_SCALE,
+                                   atol=1e-5, rtol=0)
+        assert torch.equal(c.features[..., :-width], o.features[..., :-width])  # only the verdict columns differ
+    assert any((c.features[0, -width:] - o.features[0, -width:]).abs().max() > 1e-3 for c, o in zip(crossed, own))

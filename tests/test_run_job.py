@@ -4,7 +4,6 @@ import csv
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from ecgllm.cli import main
@@ -68,14 +67,6 @@ def test_encoder_cli_train_and_evaluate(small_cinc, tmp_path, capsys):
     # Not where a run reads its encoder's test figures back.
     assert json.loads((tmp_path / "enc" / "eval_val" / "metrics.json").read_text())["split"] == "val"
     assert not (tmp_path / "enc" / "eval").exists()
-
-
-@pytest.fixture(scope="module")
-def four_class_run(small_cinc_four, tmp_path_factory):
-    """`ecgllm run --preset smoke` (the four-class task, the default) on real records of all four classes."""
-    folder = tmp_path_factory.mktemp("four_run")
-    assert main(["-q", "run", "--data", str(small_cinc_four), "--out", str(folder), "--preset", "smoke"]) == 0
-    return folder
 
 
 def test_encoder_trains_and_evaluates_four_classes_from_a_four_class_split(four_class_run):

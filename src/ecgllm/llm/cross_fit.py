@@ -1,4 +1,4 @@
-"""Cross-fitted verdicts: each training record's AF logit from an MS-CNN that never saw it.
+"""Cross-fitted verdicts: each training record's AF logit (four classes: class logits) from an MS-CNN that never saw it.
 
 The run's encoder was fitted on the training records, so its verdict on them is almost never wrong, while on held-out
 records it sometimes is: an LM trained on the former learns to trust the verdict more than it deserves. With K folds
@@ -49,17 +49,17 @@ def _training_settings(encoder_dir: Path, encoder: MSCNN) -> EncoderTrainingConf
 
 def cross_fitted_verdicts(dataset: CinCDataset, split: Split, encoder_dir: str | Path, folds: int, ecg_tokens: int,
                           ecg_input: str, cache_dir: str | Path, progress: bool = True,
-                          device: str | torch.device = "cpu") -> dict[str, float]:
-    """AF logit of every training record from the fold encoder that did not see it (trained on first use, then read
-    from ENCODER/cross_fit/fold_k), computed as the run's encoder computes its verdict (`head_logit` on the record's
-    ECG tokens)."""
+                          device: str | torch.device = "cpu") -> dict[str, float | list[float]]:
+    """AF logit (a four-class encoder: its four class logits) of every training record from the fold encoder that did
+    not see it (trained on first use, then read from ENCODER/cross_fit/fold_k), computed as the run's encoder computes
+    its verdict (`head_logit` on the record's ECG tokens)."""
     from ecgllm.encoder.training import train_encoder
 
     encoder_dir = Path(encoder_dir)
     run_encoder = MSCNN.from_pretrained(encoder_dir)
     settings = _training_settings(encoder_dir, run_encoder)
     assignment = fold_of_training_records(split, folds, settings.seed)
-    verdicts: dict[str, float] = {}
+    verdicts: dict[str, float | list[float]] = {}
     for fold in range(folds):
         folder = encoder_dir / FOLDS_DIR / f"fold_{fold}"
         held = [i for i in split.train if assignment[i] == fold]

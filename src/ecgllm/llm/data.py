@@ -26,7 +26,7 @@ class Example:
 def build_examples(model, ids: list[str], labels: dict[str, int], tokens: torch.Tensor,
                    rhythms: list[RhythmEvidence], verdicts: torch.Tensor | None = None) -> list[Example]:
     """Examples of the records `ids` for an ECGLLM, from their ECG tokens [N, k, D] and measured rhythms (and the
-    verdicts [N] to use instead of the encoder's own)."""
+    verdicts [N] or [N, 4] to use instead of the encoder's own)."""
     formatter = ChatFormatter(model.tokenizer, model.config)
     inputs = model.projector_input(tokens, rhythms, verdicts)
     return [Example(record=i, label=labels[i], features=inputs[n], evidence=rhythm,
@@ -35,9 +35,9 @@ def build_examples(model, ids: list[str], labels: dict[str, int], tokens: torch.
 
 
 def prepare_examples(model, dataset: CinCDataset, ids: list[str], cache_dir: Path, progress: bool = True,
-                     verdicts: dict[str, float] | None = None) -> list[Example]:
+                     verdicts: dict[str, float | list[float]] | None = None) -> list[Example]:
     """Examples of `ids` for an ECGLLM, from the feature and rhythm caches (filled on first use); `verdicts` (AF
-    logits by record) replace the encoder's own at the projector's input."""
+    logits, or a four-class encoder's class logits, by record) replace the encoder's own at the projector's input."""
     features = cached_features(model.encoder, model.config.encoder_fingerprint, dataset, ids, model.config.ecg_tokens,
                                cache_dir, model.config.ecg_input, progress)
     rhythms = cached_rhythm(dataset, ids, cache_dir, progress)

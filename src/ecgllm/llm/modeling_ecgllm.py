@@ -287,8 +287,8 @@ class ECGLLM(nn.Module):
 
     def with_verdict(self, ecg_features: torch.Tensor, verdicts: torch.Tensor | None = None) -> torch.Tensor:
         """[B, k, D(+R)] -> [B, k, D(+R)+V]: with `verdict_input`, the encoder's AF logit (V = 1; a four-class encoder's
-        class logits, V = 4), scaled to about unit range, joins every token: the encoder's own, or `verdicts` [B] when
-        given."""
+        class logits, V = 4), scaled to about unit range, joins every token: the encoder's own, or `verdicts` [B] (or
+        [B, V]) when given."""
         if not self.config.verdict_input:
             return ecg_features
         logits = self.encoder_logit(ecg_features) if verdicts is None else verdicts

@@ -192,8 +192,6 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     model_config = dataclasses.replace(model_config, task=split.task)
     if config.decision_weight is None:  # the task's own, written to the training config as used
         config = dataclasses.replace(config, decision_weight=TASK_DECISION_WEIGHT[split.task])
-    if split.task != "binary" and config.verdict_folds and model_config.verdict_input:
-        raise SettingError("cross-fitted verdicts (--verdict-folds) are of the binary task only")
     accelerator = make_accelerator(config, device)
     split.check_against(dataset.labels)
     # FSDP keeps the backbone's shards in float32 (one dtype per shard; its bf16 mixed precision computes in bf16).
