@@ -1,0 +1,117 @@
+"""A four-class LLM variant against the preset LLM over several seeds, decided on validation before test is read.
+
+Reads, for each seed, the two folders `ecgllm llm evaluate` wrote (preset, variant), each scored at the class offsets
+it chose on its own validation records. By default only their validation blocks: each seed's challenge score and
+AF-vs-rest F1 (f1_A), their means, and whether the variant's means beat the preset's by `--margin` on both (the rule
+of e.g. benchmarks/results/four_class_llm_cross_fit_seeds_choice.json). Commit that before passing `--test`, which adds
+the test figures of each seed, their means, and the paired difference variant - preset on each seed's test records
+(bootstrap over records, McNemar) and over seeds (t interval).
+
+    python benchmarks/llm_variant_seeds.py --margin 0.005 \\
+        --pair 2 runs/four75_seeds/seed_2/llm/eval_checked runs/four75_seeds/seed_2/llm_cross_fit3/eval \\
+        --pair 3 runs/four75_seeds/seed_3/llm/eval runs/four75_seeds/seed_3/llm_cross_fit3/eval ... \\
+        [--test] [--results benchmarks/results/NAME.json]
+"""
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ecgllm.evaluation.compare import mean_sd, paired_over_runs
+from ecgllm.evaluation.four_class import compare_four_class
+
+VALIDATION_FIGURES = {"challenge_score": "challenge_score", "af_vs_rest_f1": "f1_A"}
+TEST_FIGURES = {"challenge_score": ("four_class", "challenge_score"), "af_vs_rest_f1": ("af_vs_rest", "f1"),
+                "af_roc_auc": ("af_vs_rest", "roc_auc"), "n_vs_a_f1": ("n_vs_a", "f1")}
+
+
+def _metrics(eval_dir: Path) -> dict:
+    path = eval_dir / "metrics.json"
+    if not path.exists():
+        raise SystemExit(f"{path}: missing; run `ecgllm llm evaluate --out {eval_dir}` first")
+    metrics = json.loads(path.read_text())
+    if metrics.get("task") != "four":
+        raise SystemExit(f"{path}: not a four-class LLM evaluation")
+    return metrics
+
+
+def _test_decisions(eval_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Records, labels and the decisions made at the validation offsets, as `ecgllm llm evaluate` wrote them."""
+    with (eval_dir / "predictions.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return ([r["record"] for r in rows], np.array([int(r["label"]) for r in rows]),
+            np.array([int(r["decision"]) for r in rows]))
+
+
+def validation_rule(pairs: list[tuple[str, Path, Path]], margin: float) -> dict:
+    per_seed = {}
+    for seed, preset_dir, variant_dir in pairs:
+        per_seed[seed] = {name: {system: _metrics(folder)["validation"]["metrics"][key]
+                                 for system, folder in (("preset", preset_dir), ("variant", variant_dir))}
+                          for name, key in VALIDATION_FIGURES.items()}
+    means = {name: {system: float(np.mean([per_seed[s][name][system] for s in per_seed]))
+                    for system in ("preset", "variant")} for name in VALIDATION_FIGURES}
+    adopted = all(m["variant"] >= m["preset"] + margin for m in means.values())
+    return {"per_seed": per_seed, "means": means, "margin": margin, "variant_adopted": adopted}
+
+
+def test_comparison(pairs: list[tuple[str, Path, Path]]) -> dict:
+    per_seed, differences = {}, {"challenge_score": [], "af_f1": []}
+    for seed, preset_dir, variant_dir in pairs:
+        figures = {}
+        for system, folder in (("preset", preset_dir), ("variant", variant_dir)):
+            scoring = _metrics(folder)["scoring"]
+            figures[system] = {name: scoring[block]["metrics"][key] for name, (block, key) in TEST_FIGURES.items()}
+        records_p, labels, decided_p = _test_decisions(preset_dir)
+        records_v, _, decided_v = _test_decisions(variant_dir)
+        if records_p != records_v:
+            raise SystemExit(f"seed {seed}: {preset_dir} and {variant_dir} scored different test records")
+        paired = compare_four_class(labels, decided_p, decided_v)
+        for name in differences:
+            differences[name].append(paired["difference_b_minus_a"][name])
+        per_seed[seed] = {**figures, "variant_minus_preset": paired}
+    means = {system: {name: mean_sd([per_seed[s][system][name] for s in per_seed]) for name in TEST_FIGURES}
+             for system in ("preset", "variant")}
+    return {"per_seed": per_seed, "means": means,
+            "variant_minus_preset_over_seeds": {name: paired_over_runs(v) for name, v in differences.items()}}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pair", nargs=3, action="append", required=True,
+                        metavar=("SEED", "PRESET_EVAL", "VARIANT_EVAL"))
+    parser.add_argument("--margin", type=float, required=True,
+                        help="both validation means must beat the preset's by this")
+    parser.add_argument("--test", action="store_true", help="also read test figures (after the decision is committed)")
+    parser.add_argument("--results", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args(argv)
+    pairs = [(seed, Path(p), Path(v)) for seed, p, v in args.pair]
+
+    result = {"command": " ".join(["python", "benchmarks/llm_variant_seeds.py", *(argv or sys.argv[1:])]),
+              "pairs": {seed: {"preset": str(p), "variant": str(v)} for seed, p, v in pairs},
+              "validation": validation_rule(pairs, args.margin)}
+    for seed, figures in result["validation"]["per_seed"].items():
+        print(f"seed {seed} validation: " + ", ".join(f"{name} preset {f['preset']:.4f} variant {f['variant']:.4f}"
+                                                      for name, f in figures.items()))
+    for name, m in result["validation"]["means"].items():
+        print(f"mean validation {name}: preset {m['preset']:.4f}, variant {m['variant']:.4f}")
+    print(f"variant adopted (both means ahead by {args.margin}): {result['validation']['variant_adopted']}")
+    if args.test:
+        result["test"] = test_comparison(pairs)
+        for system, figures in result["test"]["means"].items():
+            print(f"mean test, {system}: " + ", ".join(f"{name} {f['mean']:.4f} (SD {f['sd']:.4f})"
+                                                        for name, f in figures.items()))
+        for name, d in result["test"]["variant_minus_preset_over_seeds"].items():
+            interval = "[{:+.4f} to {:+.4f}]".format(*d["interval_95"]) if d["interval_95"] else "(one seed)"
+            print(f"variant - preset over seeds, test {name}: {d['mean']:+.4f} {interval}")
+    if args.results:
+        args.results.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()
