@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from seed_comparison import four_class_figures  # run as a script, benchmarks/ is on the path
 
 from ecgllm.evaluation.compare import mean_sd, paired_over_runs
 from ecgllm.evaluation.four_class import compare_four_class
 
+SYSTEMS = ("preset", "variant")
 VALIDATION_FIGURES = {"challenge_score": "challenge_score", "af_vs_rest_f1": "f1_A"}
-TEST_FIGURES = {"challenge_score": ("four_class", "challenge_score"), "af_vs_rest_f1": ("af_vs_rest", "f1"),
-                "af_roc_auc": ("af_vs_rest", "roc_auc"), "n_vs_a_f1": ("n_vs_a", "f1")}
 
 
 def _metrics(eval_dir: Path) -> dict:
@@ -47,25 +47,20 @@ def _test_decisions(eval_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
             np.array([int(r["decision"]) for r in rows]))
 
 
-def validation_rule(pairs: list[tuple[str, Path, Path]], margin: float) -> dict:
-    per_seed = {}
-    for seed, preset_dir, variant_dir in pairs:
-        per_seed[seed] = {name: {system: _metrics(folder)["validation"]["metrics"][key]
-                                 for system, folder in (("preset", preset_dir), ("variant", variant_dir))}
-                          for name, key in VALIDATION_FIGURES.items()}
-    means = {name: {system: float(np.mean([per_seed[s][name][system] for s in per_seed]))
-                    for system in ("preset", "variant")} for name in VALIDATION_FIGURES}
+def validation_rule(metrics: dict[str, dict[str, dict]], margin: float) -> dict:
+    """`metrics[seed][system]`: the metrics.json of that seed's preset or variant evaluation."""
+    per_seed = {seed: {name: {system: systems[system]["validation"]["metrics"][key] for system in SYSTEMS}
+                       for name, key in VALIDATION_FIGURES.items()} for seed, systems in metrics.items()}
+    means = {name: {system: float(np.mean([per_seed[s][name][system] for s in per_seed])) for system in SYSTEMS}
+             for name in VALIDATION_FIGURES}
     adopted = all(m["variant"] >= m["preset"] + margin for m in means.values())
     return {"per_seed": per_seed, "means": means, "margin": margin, "variant_adopted": adopted}
 
 
-def test_comparison(pairs: list[tuple[str, Path, Path]]) -> dict:
+def compare_on_test(pairs: list[tuple[str, Path, Path]], metrics: dict[str, dict[str, dict]]) -> dict:
     per_seed, differences = {}, {"challenge_score": [], "af_f1": []}
     for seed, preset_dir, variant_dir in pairs:
-        figures = {}
-        for system, folder in (("preset", preset_dir), ("variant", variant_dir)):
-            scoring = _metrics(folder)["scoring"]
-            figures[system] = {name: scoring[block]["metrics"][key] for name, (block, key) in TEST_FIGURES.items()}
+        figures = {system: four_class_figures(metrics[seed][system]["scoring"]) for system in SYSTEMS}
         records_p, labels, decided_p = _test_decisions(preset_dir)
         records_v, _, decided_v = _test_decisions(variant_dir)
         if records_p != records_v:
@@ -74,8 +69,8 @@ def test_comparison(pairs: list[tuple[str, Path, Path]]) -> dict:
         for name in differences:
             differences[name].append(paired["difference_b_minus_a"][name])
         per_seed[seed] = {**figures, "variant_minus_preset": paired}
-    means = {system: {name: mean_sd([per_seed[s][system][name] for s in per_seed]) for name in TEST_FIGURES}
-             for system in ("preset", "variant")}
+    means = {system: {name: mean_sd([per_seed[s][system][name] for s in per_seed]) for name in figures[system]}
+             for system in SYSTEMS}
     return {"per_seed": per_seed, "means": means,
             "variant_minus_preset_over_seeds": {name: paired_over_runs(v) for name, v in differences.items()}}
 
@@ -90,10 +85,11 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
     pairs = [(seed, Path(p), Path(v)) for seed, p, v in args.pair]
+    metrics = {seed: {"preset": _metrics(p), "variant": _metrics(v)} for seed, p, v in pairs}
 
     result = {"command": " ".join(["python", "benchmarks/llm_variant_seeds.py", *(argv or sys.argv[1:])]),
               "pairs": {seed: {"preset": str(p), "variant": str(v)} for seed, p, v in pairs},
-              "validation": validation_rule(pairs, args.margin)}
+              "validation": validation_rule(metrics, args.margin)}
     for seed, figures in result["validation"]["per_seed"].items():
         print(f"seed {seed} validation: " + ", ".join(f"{name} preset {f['preset']:.4f} variant {f['variant']:.4f}"
                                                       for name, f in figures.items()))
@@ -101,7 +97,7 @@ def main(argv=None) -> None:
         print(f"mean validation {name}: preset {m['preset']:.4f}, variant {m['variant']:.4f}")
     print(f"variant adopted (both means ahead by {args.margin}): {result['validation']['variant_adopted']}")
     if args.test:
-        result["test"] = test_comparison(pairs)
+        result["test"] = compare_on_test(pairs, metrics)
         for system, figures in result["test"]["means"].items():
             print(f"mean test, {system}: " + ", ".join(f"{name} {f['mean']:.4f} (SD {f['sd']:.4f})"
                                                         for name, f in figures.items()))
