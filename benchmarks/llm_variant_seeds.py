@@ -3,14 +3,18 @@
 Reads, for each seed, the two folders `ecgllm llm evaluate` wrote (preset, variant), each scored at the class offsets
 it chose on its own validation records. By default only their validation blocks: each seed's challenge score and
 AF-vs-rest F1 (f1_A), their means, and whether the variant's means beat the preset's by `--margin` on both (the rule
-of e.g. benchmarks/results/four_class_llm_cross_fit_seeds_choice.json). Commit that before passing `--test`, which adds
-the test figures of each seed, their means, and the paired difference variant - preset on each seed's test records
-(bootstrap over records, McNemar) and over seeds (t interval).
+of e.g. benchmarks/results/four_class_llm_cross_fit_seeds_choice.json). `--rule log-loss` decides instead on the
+validation log-loss of the four-sentence softmax, pooled over the seeds' records and paired (adopt if the 95 %
+bootstrap interval of variant - preset lies below 0 and neither mean figure above falls more than `--guard` below the
+preset's): a ~0.01 difference in challenge score is beyond what 853 validation records at chosen offsets resolve
+(benchmarks/results/four_class_llm_cross_fit_fresh_seeds_choice.json). Commit the decision before passing `--test`,
+which adds the test figures of each seed, their means, and the paired difference variant - preset on each seed's test
+records (bootstrap over records, McNemar) and over seeds (t interval).
 
     python benchmarks/llm_variant_seeds.py --margin 0.005 \\
         --pair 2 runs/four75_seeds/seed_2/llm/eval_checked runs/four75_seeds/seed_2/llm_cross_fit3/eval \\
         --pair 3 runs/four75_seeds/seed_3/llm/eval runs/four75_seeds/seed_3/llm_cross_fit3/eval ... \\
-        [--test] [--results benchmarks/results/NAME.json]
+        [--rule log-loss --guard 0.01] [--test] [--results benchmarks/results/NAME.json]
 """
 
 import argparse
@@ -20,10 +24,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.special import logsumexp
 from seed_comparison import four_class_figures  # run as a script, benchmarks/ is on the path
 
 from ecgllm.evaluation.compare import mean_sd, paired_over_runs
-from ecgllm.evaluation.four_class import compare_four_class
+from ecgllm.evaluation.four_class import CLASSES, compare_four_class
+from ecgllm.evaluation.metrics import bootstrap
 
 SYSTEMS = ("preset", "variant")
 VALIDATION_FIGURES = {"challenge_score": "challenge_score", "af_vs_rest_f1": "f1_A"}
@@ -45,6 +51,33 @@ def _test_decisions(eval_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
         rows = list(csv.DictReader(handle))
     return ([r["record"] for r in rows], np.array([int(r["label"]) for r in rows]),
             np.array([int(r["decision"]) for r in rows]))
+
+
+def _validation_losses(eval_dir: Path) -> tuple[list[str], np.ndarray]:
+    """Records and each one's log-loss: -log of the probability the four-sentence softmax gives its true class."""
+    with (eval_dir / "validation_predictions.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    log_p = np.array([[float(r[f"log_p_{c}"]) for c in CLASSES] for r in rows])
+    log_p -= logsumexp(log_p, axis=1, keepdims=True)  # written normalised; this undoes the rounding to 6 places
+    labels = np.array([int(r["label"]) for r in rows])
+    return [r["record"] for r in rows], -log_p[np.arange(len(rows)), labels]
+
+
+def log_loss_rule(pairs: list[tuple[str, Path, Path]], metrics: dict[str, dict[str, dict]], guard: float) -> dict:
+    per_seed, differences = {}, []
+    for seed, preset_dir, variant_dir in pairs:
+        records_p, loss_p = _validation_losses(preset_dir)
+        records_v, loss_v = _validation_losses(variant_dir)
+        if records_p != records_v:
+            raise SystemExit(f"seed {seed}: {preset_dir} and {variant_dir} scored different validation records")
+        per_seed[seed] = {"preset": float(loss_p.mean()), "variant": float(loss_v.mean())}
+        differences.append(loss_v - loss_p)
+    pooled = np.concatenate(differences)  # [records of all seeds]
+    interval = bootstrap(lambda d: {"mean": float(d.mean())}, (pooled,), n_resamples=2000)["mean"]
+    within_guard = validation_rule(metrics, -guard)["variant_adopted"]
+    return {"per_seed": per_seed, "variant_minus_preset": float(pooled.mean()), "interval_95": interval,
+            "n_records": len(pooled), "guard": guard, "figures_within_guard": within_guard,
+            "variant_adopted": bool(interval[1] < 0 and within_guard)}
 
 
 def validation_rule(metrics: dict[str, dict[str, dict]], margin: float) -> dict:
@@ -79,23 +112,37 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pair", nargs=3, action="append", required=True,
                         metavar=("SEED", "PRESET_EVAL", "VARIANT_EVAL"))
-    parser.add_argument("--margin", type=float, required=True,
-                        help="both validation means must beat the preset's by this")
+    parser.add_argument("--rule", choices=("figures", "log-loss"), default="figures")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="rule 'figures': both validation means must beat the preset's by this")
+    parser.add_argument("--guard", type=float, default=None,
+                        help="rule 'log-loss': neither validation mean may fall more than this below the preset's")
     parser.add_argument("--test", action="store_true", help="also read test figures (after the decision is committed)")
     parser.add_argument("--results", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
+    if (args.margin if args.rule == "figures" else args.guard) is None:
+        parser.error("--rule figures needs --margin, --rule log-loss needs --guard")
     pairs = [(seed, Path(p), Path(v)) for seed, p, v in args.pair]
     metrics = {seed: {"preset": _metrics(p), "variant": _metrics(v)} for seed, p, v in pairs}
 
     result = {"command": " ".join(["python", "benchmarks/llm_variant_seeds.py", *(argv or sys.argv[1:])]),
               "pairs": {seed: {"preset": str(p), "variant": str(v)} for seed, p, v in pairs},
-              "validation": validation_rule(metrics, args.margin)}
+              "validation": validation_rule(metrics, args.margin if args.rule == "figures" else 0.0)}
     for seed, figures in result["validation"]["per_seed"].items():
         print(f"seed {seed} validation: " + ", ".join(f"{name} preset {f['preset']:.4f} variant {f['variant']:.4f}"
                                                       for name, f in figures.items()))
     for name, m in result["validation"]["means"].items():
         print(f"mean validation {name}: preset {m['preset']:.4f}, variant {m['variant']:.4f}")
-    print(f"variant adopted (both means ahead by {args.margin}): {result['validation']['variant_adopted']}")
+    if args.rule == "figures":
+        print(f"variant adopted (both means ahead by {args.margin}): {result['validation']['variant_adopted']}")
+    else:
+        losses = result["validation_log_loss"] = log_loss_rule(pairs, metrics, args.guard)
+        for seed, loss in losses["per_seed"].items():
+            print(f"seed {seed} validation log-loss: preset {loss['preset']:.4f} variant {loss['variant']:.4f}")
+        print("validation log-loss, variant - preset over {} records: {:+.4f} [{:+.4f} to {:+.4f}]".format(
+            losses["n_records"], losses["variant_minus_preset"], *losses["interval_95"]))
+        print(f"both mean figures within {args.guard} of the preset's: {losses['figures_within_guard']}")
+        print(f"variant adopted (log-loss interval below 0, figures within the guard): {losses['variant_adopted']}")
     if args.test:
         result["test"] = compare_on_test(pairs, metrics)
         for system, figures in result["test"]["means"].items():
