@@ -45,25 +45,29 @@ def _metrics(eval_dir: Path) -> dict:
     return metrics
 
 
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def _test_decisions(eval_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Records, labels and the decisions made at the validation offsets, as `ecgllm llm evaluate` wrote them."""
-    with (eval_dir / "predictions.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _rows(eval_dir / "predictions.csv")
     return ([r["record"] for r in rows], np.array([int(r["label"]) for r in rows]),
             np.array([int(r["decision"]) for r in rows]))
 
 
 def _validation_losses(eval_dir: Path) -> tuple[list[str], np.ndarray]:
     """Records and each one's log-loss: -log of the probability the four-sentence softmax gives its true class."""
-    with (eval_dir / "validation_predictions.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _rows(eval_dir / "validation_predictions.csv")
     log_p = np.array([[float(r[f"log_p_{c}"]) for c in CLASSES] for r in rows])
     log_p -= logsumexp(log_p, axis=1, keepdims=True)  # written normalised; this undoes the rounding to 6 places
     labels = np.array([int(r["label"]) for r in rows])
     return [r["record"] for r in rows], -log_p[np.arange(len(rows)), labels]
 
 
-def log_loss_rule(pairs: list[tuple[str, Path, Path]], metrics: dict[str, dict[str, dict]], guard: float) -> dict:
+def log_loss_difference(pairs: list[tuple[str, Path, Path]]) -> dict:
+    """Validation log-loss per seed and variant - preset paired per record, pooled over the seeds' records."""
     per_seed, differences = {}, []
     for seed, preset_dir, variant_dir in pairs:
         records_p, loss_p = _validation_losses(preset_dir)
@@ -74,20 +78,22 @@ def log_loss_rule(pairs: list[tuple[str, Path, Path]], metrics: dict[str, dict[s
         differences.append(loss_v - loss_p)
     pooled = np.concatenate(differences)  # [records of all seeds]
     interval = bootstrap(lambda d: {"mean": float(d.mean())}, (pooled,), n_resamples=2000)["mean"]
-    within_guard = validation_rule(metrics, -guard)["variant_adopted"]
     return {"per_seed": per_seed, "variant_minus_preset": float(pooled.mean()), "interval_95": interval,
-            "n_records": len(pooled), "guard": guard, "figures_within_guard": within_guard,
-            "variant_adopted": bool(interval[1] < 0 and within_guard)}
+            "n_records": len(pooled)}
 
 
-def validation_rule(metrics: dict[str, dict[str, dict]], margin: float) -> dict:
+def validation_figures(metrics: dict[str, dict[str, dict]]) -> dict:
     """`metrics[seed][system]`: the metrics.json of that seed's preset or variant evaluation."""
     per_seed = {seed: {name: {system: systems[system]["validation"]["metrics"][key] for system in SYSTEMS}
                        for name, key in VALIDATION_FIGURES.items()} for seed, systems in metrics.items()}
     means = {name: {system: float(np.mean([per_seed[s][name][system] for s in per_seed])) for system in SYSTEMS}
              for name in VALIDATION_FIGURES}
-    adopted = all(m["variant"] >= m["preset"] + margin for m in means.values())
-    return {"per_seed": per_seed, "means": means, "margin": margin, "variant_adopted": adopted}
+    return {"per_seed": per_seed, "means": means}
+
+
+def means_ahead(means: dict[str, dict[str, float]], margin: float) -> bool:
+    """Whether the variant's mean beats the preset's by `margin` on every figure (a negative margin: a guard)."""
+    return all(m["variant"] >= m["preset"] + margin for m in means.values())
 
 
 def compare_on_test(pairs: list[tuple[str, Path, Path]], metrics: dict[str, dict[str, dict]]) -> dict:
@@ -127,22 +133,27 @@ def main(argv=None) -> None:
 
     result = {"command": " ".join(["python", "benchmarks/llm_variant_seeds.py", *(argv or sys.argv[1:])]),
               "pairs": {seed: {"preset": str(p), "variant": str(v)} for seed, p, v in pairs},
-              "validation": validation_rule(metrics, args.margin if args.rule == "figures" else 0.0)}
-    for seed, figures in result["validation"]["per_seed"].items():
+              "validation": {"rule": args.rule, **validation_figures(metrics)}}
+    validation = result["validation"]
+    for seed, figures in validation["per_seed"].items():
         print(f"seed {seed} validation: " + ", ".join(f"{name} preset {f['preset']:.4f} variant {f['variant']:.4f}"
                                                       for name, f in figures.items()))
-    for name, m in result["validation"]["means"].items():
+    for name, m in validation["means"].items():
         print(f"mean validation {name}: preset {m['preset']:.4f}, variant {m['variant']:.4f}")
     if args.rule == "figures":
-        print(f"variant adopted (both means ahead by {args.margin}): {result['validation']['variant_adopted']}")
+        validation.update(margin=args.margin, variant_adopted=means_ahead(validation["means"], args.margin))
+        print(f"variant adopted (both means ahead by {args.margin}): {validation['variant_adopted']}")
     else:
-        losses = result["validation_log_loss"] = log_loss_rule(pairs, metrics, args.guard)
+        losses = log_loss_difference(pairs)
+        within_guard = means_ahead(validation["means"], -args.guard)
+        validation.update(log_loss=losses, guard=args.guard, figures_within_guard=within_guard,
+                          variant_adopted=bool(losses["interval_95"][1] < 0 and within_guard))
         for seed, loss in losses["per_seed"].items():
             print(f"seed {seed} validation log-loss: preset {loss['preset']:.4f} variant {loss['variant']:.4f}")
         print("validation log-loss, variant - preset over {} records: {:+.4f} [{:+.4f} to {:+.4f}]".format(
             losses["n_records"], losses["variant_minus_preset"], *losses["interval_95"]))
-        print(f"both mean figures within {args.guard} of the preset's: {losses['figures_within_guard']}")
-        print(f"variant adopted (log-loss interval below 0, figures within the guard): {losses['variant_adopted']}")
+        print(f"both mean figures within {args.guard} of the preset's: {within_guard}")
+        print(f"variant adopted (log-loss interval below 0, figures within the guard): {validation['variant_adopted']}")
     if args.test:
         result["test"] = compare_on_test(pairs, metrics)
         for system, figures in result["test"]["means"].items():
