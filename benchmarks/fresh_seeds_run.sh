@@ -27,7 +27,7 @@ keep() {  # keep EVAL_DIR NAME
     --results "benchmarks/results/seed_comparison_four_cpu_75hz_seed$seed.json" > "$runs/seed$seed.log" 2>&1
 keep "$run/llm/eval" preset
 
-[ -f "$run/llm_cross_fit3/final/model.safetensors" ] ||
+[ -f "$run/llm_cross_fit3/final/encoder/model.safetensors" ] ||  # save_pretrained writes it last
   ecgllm llm train --data "$data" --split "$run/split.json" --encoder "$run/encoder" --out "$run/llm_cross_fit3" \
     --cache "$run/cache" --preset cpu --verdict-folds 3 --seed "$seed" --no-evaluate > "$runs/crossfit$seed.log" 2>&1
 [ -f "$run/llm_cross_fit3/eval/metrics.json" ] ||
