@@ -6,11 +6,11 @@
 # (metrics.json, predictions.csv, validation_predictions.csv) is kept under
 # benchmarks/results/four_class_llm_cross_fit_fresh_seeds/seed_S/ to be committed. Those files and the console logs
 # hold test figures: nobody reads them until the rule's decision is committed.
-#   benchmarks/fresh_seeds_run.sh SEED [CINC2017_TRAINING_FOLDER]
+#   benchmarks/fresh_seeds_run.sh SEED CINC2017_TRAINING_FOLDER
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=$1
-data=${2:-../shared/data/cinc2017/training2017}
+data=${2:?usage: benchmarks/fresh_seeds_run.sh SEED CINC2017_TRAINING_FOLDER}
 runs=runs/four75_seeds
 run=$runs/seed_$seed
 kept=benchmarks/results/four_class_llm_cross_fit_fresh_seeds/seed_$seed

@@ -30,12 +30,16 @@ def write_evaluation(folder: Path, records: list[str], labels: np.ndarray, p_tru
     return folder
 
 
-def decide(tmp_path: Path, seeds: dict[str, tuple], guard: float = 0.01) -> dict:
-    """Run the script's log-loss rule over `seeds` ({seed: (preset_folder, variant_folder)}) and read its results."""
-    results = tmp_path / "rule.json"
+def run_rule(seeds: dict[str, tuple], *extra: str) -> subprocess.CompletedProcess:
+    """The script's log-loss rule over `seeds` ({seed: (preset_folder, variant_folder)})."""
     pairs = [arg for seed, (p, v) in seeds.items() for arg in ("--pair", seed, str(p), str(v))]
-    completed = subprocess.run([sys.executable, str(SCRIPT), "--rule", "log-loss", "--guard", str(guard), *pairs,
-                                "--results", str(results)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, str(SCRIPT), "--rule", "log-loss", "--guard", "0.01", *pairs, *extra],
+                          capture_output=True, text=True)
+
+
+def decide(tmp_path: Path, seeds: dict[str, tuple]) -> dict:
+    results = tmp_path / "rule.json"
+    completed = run_rule(seeds, "--results", str(results))
     assert completed.returncode == 0, completed.stderr
     return json.loads(results.read_text())["validation"]
 
@@ -73,6 +77,5 @@ def test_a_variant_no_surer_than_the_preset_is_not_adopted(tmp_path):
 def test_folders_that_scored_different_records_are_refused(tmp_path):
     preset, _ = seed_pair(tmp_path, "6", 0.1, 0.84, n=20)
     _, other_variant = seed_pair(tmp_path / "other", "7", 0.1, 0.84, n=20)
-    completed = subprocess.run([sys.executable, str(SCRIPT), "--rule", "log-loss", "--guard", "0.01",
-                                "--pair", "6", str(preset), str(other_variant)], capture_output=True, text=True)
+    completed = run_rule({"6": (preset, other_variant)})
     assert completed.returncode != 0 and "different validation records" in completed.stderr
