@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy.special import logsumexp
-from seed_comparison import four_class_figures  # run as a script, benchmarks/ is on the path
 
 from ecgllm.evaluation.compare import mean_sd, paired_over_runs
-from ecgllm.evaluation.four_class import CLASSES, compare_four_class
+from ecgllm.evaluation.four_class import CLASSES, compare_four_class, headline_figures
 from ecgllm.evaluation.metrics import bootstrap
 
 SYSTEMS = ("preset", "variant")
@@ -99,7 +98,7 @@ def means_ahead(means: dict[str, dict[str, float]], margin: float) -> bool:
 def compare_on_test(pairs: list[tuple[str, Path, Path]], metrics: dict[str, dict[str, dict]]) -> dict:
     per_seed, differences = {}, {"challenge_score": [], "af_f1": []}
     for seed, preset_dir, variant_dir in pairs:
-        figures = {system: four_class_figures(metrics[seed][system]["scoring"]) for system in SYSTEMS}
+        figures = {system: headline_figures(metrics[seed][system]["scoring"]) for system in SYSTEMS}
         records_p, labels, decided_p = _test_decisions(preset_dir)
         records_v, _, decided_v = _test_decisions(variant_dir)
         if records_p != records_v:

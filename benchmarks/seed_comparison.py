@@ -34,6 +34,7 @@ from pathlib import Path
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split, make_fold_split
 from ecgllm.evaluation.compare import mean_sd, paired_over_runs
+from ecgllm.evaluation.four_class import headline_figures
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS, llm_training_preset
 from ecgllm.llm.training import train_llm
 from ecgllm.modeling_utils import CONFIG_NAME
@@ -57,21 +58,13 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 METRICS = {"binary": ("f1", "roc_auc", "pr_auc"),
            "four": ("challenge_score", "af_f1", "af_roc_auc", "n_vs_a_f1", "o_called_af", "noisy_called_af")}
 VALIDATION = {"binary": "validation_f1", "four": "validation_challenge_score"}
-FOUR_CLASS_FIGURES = {"challenge_score": ("four_class", "challenge_score"), "af_f1": ("af_vs_rest", "f1"),
-                      "af_roc_auc": ("af_vs_rest", "roc_auc"), "n_vs_a_f1": ("n_vs_a", "f1")}
-
-
-def four_class_figures(result: dict) -> dict:
-    """One system's figures from its four-class evaluation block."""
-    return {**{name: result[block]["metrics"][metric] for name, (block, metric) in FOUR_CLASS_FIGURES.items()},
-            "o_called_af": result["called_af"]["O"], "noisy_called_af": result["called_af"]["~"]}
 
 
 def llm_figures(result: dict) -> dict:
     whole = result["comparison_with_task1"]["whole"]
     if result.get("task") == "four":
         return {"validation_challenge_score": result["validation"]["metrics"]["challenge_score"],
-                "llm": four_class_figures(result["scoring"]), "cnn": four_class_figures(whole["cnn"]),
+                "llm": headline_figures(result["scoring"]), "cnn": headline_figures(whole["cnn"]),
                 "mcnemar": whole["llm_minus_cnn"]["mcnemar"], "n_test": result["scoring"]["n_records"]}
     return {"validation_f1": result["validation"]["metrics"]["f1"],
             "validation_roc_auc": result["validation"]["metrics"]["roc_auc"],

@@ -9,6 +9,7 @@ from ecgllm.evaluation.four_class import (
     decide,
     evaluate_four_class,
     format_four_class,
+    headline_figures,
 )
 
 
@@ -73,3 +74,7 @@ def test_evaluation_reports_n_vs_a_on_the_n_and_a_records_and_af_calls_per_class
     low, high = result["four_class"]["intervals_95"]["challenge_score"]
     assert low <= result["four_class"]["metrics"]["challenge_score"] <= high
     assert "challenge_score" in format_four_class("test", result)
+    headline = headline_figures(result)
+    assert headline["af_f1"] == result["four_class"]["metrics"]["f1_A"]  # AF-vs-rest F1 is class A's F1
+    assert headline["n_vs_a_f1"] == result["n_vs_a"]["metrics"]["f1"]
+    assert (headline["o_called_af"], headline["noisy_called_af"]) == (1.0, 0.5)

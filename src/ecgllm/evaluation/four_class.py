@@ -146,6 +146,17 @@ def evaluate_four_class(labels, scores, offsets, n_resamples: int = 1000, seed: 
     }
 
 
+# The figures compared across seeds and variants, and where evaluate_four_class keeps each.
+HEADLINE_FIGURES = {"challenge_score": ("four_class", "challenge_score"), "af_f1": ("af_vs_rest", "f1"),
+                    "af_roc_auc": ("af_vs_rest", "roc_auc"), "n_vs_a_f1": ("n_vs_a", "f1")}
+
+
+def headline_figures(result: dict) -> dict[str, float]:
+    """One system's headline figures from an evaluate_four_class result, and the shares of O and ~ called AF."""
+    return {**{name: result[block]["metrics"][metric] for name, (block, metric) in HEADLINE_FIGURES.items()},
+            "o_called_af": result["called_af"]["O"], "noisy_called_af": result["called_af"]["~"]}
+
+
 def compare_four_class(labels, predicted_a, predicted_b, n_resamples: int = 1000, seed: int = 0) -> dict:
     """System b against system a on the same records: the challenge-score and AF-vs-rest F1 differences (b - a) with
     paired bootstrap intervals, and McNemar's test on exact class correctness."""
