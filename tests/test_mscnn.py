@@ -151,3 +151,51 @@ def test_with_ema_decay_the_moving_average_is_validated_and_saved(small_cinc, tm
     assert averaged < 0.2 * plain, (averaged, plain)
     saved = json.loads((tmp_path / "ema_0.9999" / "training_config.json").read_text())
     assert saved["ema_decay"] == 0.9999
+
+
+def test_stopped_encoder_training_resumes_as_if_never_stopped(small_cinc_four, tmp_path, monkeypatch, caplog):
+    """Stopped during epoch 3 of 3 (here at its validation) and run again, a four-class training with a moving average
+    resumes after epoch 2 and saves the weights, decision rule and history of a training that never stopped; a
+    checkpoint of other settings is refused, naming the file."""
+    import csv
+    import logging
+
+    from safetensors.torch import load_file
+
+    from ecgllm.data import load_cinc_folder, make_split
+    from ecgllm.encoder import training
+
+    dataset = load_cinc_folder(small_cinc_four, progress=False)
+    split = make_split(dataset.labels, "four")
+    config = encoder_model_preset("smoke", "four")
+    settings = dataclasses.replace(encoder_training_preset("smoke", "four"), epochs=3, patience=3, ema_decay=0.99)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    training.train_encoder(dataset, split, straight, config, settings, progress=False, device="cpu")
+
+    validated = []
+
+    def stop_at_third_validation(*args, **kwargs):
+        validated.append(1)
+        if len(validated) == 3:
+            raise KeyboardInterrupt
+        return predict(*args, **kwargs)
+
+    predict = training.predict_records
+    monkeypatch.setattr(training, "predict_records", stop_at_third_validation)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_encoder(dataset, split, resumed, config, settings, progress=False, device="cpu")
+    monkeypatch.setattr(training, "predict_records", predict)
+    assert (resumed / training.CHECKPOINT_NAME).exists() and not (resumed / "model.safetensors").exists()
+
+    with pytest.raises(CheckpointError, match=f"{resumed / training.CHECKPOINT_NAME}.*other config"):
+        training.train_encoder(dataset, split, resumed, config, dataclasses.replace(settings, lr=2e-3),
+                               progress=False, device="cpu")
+    caplog.set_level(logging.INFO)
+    training.train_encoder(dataset, split, resumed, config, settings, progress=False, device="cpu")
+    assert "resuming after epoch 2 of 3" in caplog.text
+    assert not (resumed / training.CHECKPOINT_NAME).exists()
+    a, b = (load_file(str(run / "model.safetensors")) for run in (resumed, straight))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((resumed / "config.json").read_text()) == json.loads((straight / "config.json").read_text())
+    rows = [[row[:5] for row in csv.reader((run / training.HISTORY_NAME).open())] for run in (resumed, straight)]
+    assert rows[0] == rows[1] and len(rows[0]) == 4  # header and three epochs: losses and validation figures

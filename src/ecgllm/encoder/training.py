@@ -1,11 +1,14 @@
 """Training the MS-CNN: class oversampling, augmentation, best epoch by validation PR AUC of AF (four-class task: by
 the validation challenge score), decision thresholds (class offsets, kept only if they carry to held-out halves) from
 validation; optionally a moving average of the weights in their place. On a CUDA GPU the forward and
-backward passes run in bf16 autocast (the weights and optimiser stay float32)."""
+backward passes run in bf16 autocast (the weights and optimiser stay float32). Every finished epoch leaves a checkpoint
+that a stopped training resumes from, ending where an uninterrupted one would."""
 
 import csv
 import dataclasses
 import logging
+import os
+import random
 import shutil
 import time
 from pathlib import Path
@@ -23,15 +26,16 @@ from ecgllm.data.split import Split, subset_ids
 from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, MSCNNConfig
 from ecgllm.encoder.modeling_mscnn import MSCNN
 from ecgllm.encoder.predict import predict_records
-from ecgllm.errors import SettingError
+from ecgllm.errors import CheckpointError, SettingError
 from ecgllm.evaluation.four_class import af_score, challenge_score, choose_checked_offsets, log_probabilities
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold
-from ecgllm.modeling_utils import TRAINING_CONFIG_NAME, save_training_config
+from ecgllm.modeling_utils import TRAINING_CONFIG_NAME, config_to_dict, save_training_config
 from ecgllm.utils import HOST_NAME, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
 HISTORY_NAME = "history.csv"
+CHECKPOINT_NAME = "checkpoint.pt"  # the last finished epoch's training state; removed once the model is saved
 
 
 class RandomCropDataset(Dataset):
@@ -81,7 +85,6 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     split.check_against(dataset.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
-    save_training_config(out_dir, config)
 
     train_ids = subset_ids(split, "train", config.max_records, config.seed)
     val_ids = subset_ids(split, "val", config.max_records, config.seed)
@@ -100,16 +103,23 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
                 if config.ema_decay else None)
     validated = model if averaged is None else averaged.module
+    training = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    if averaged is not None:
+        training["averaged"] = averaged
+    identity = {"config": config_to_dict(config), "model_config": config_to_dict(model_config), "train": train_ids,
+                "val": val_ids}
 
+    best_score, best_epoch, best_state, done = -1.0, 0, None, 0
+    checkpoint = out_dir / CHECKPOINT_NAME
+    if checkpoint.exists():
+        done, best_score, best_epoch, best_state = _resume(checkpoint, identity, training, loader)
+        logger.info("resuming after epoch %d of %d from %s", done, config.epochs, checkpoint)
+    save_training_config(out_dir, config)
     logger.info("training MS-CNN %s (%d parameters) on %d records, validating on %d, on %s", model_config.preset,
                 sum(p.numel() for p in model.parameters()), len(train_ids), len(val_ids), device)
-    best_score, best_epoch, best_state = -1.0, 0, None
-    with (out_dir / HISTORY_NAME).open("w", newline="") as history_file:
+    with _history(out_dir / HISTORY_NAME, done, model_config.task) as history_file:
         history = csv.writer(history_file)
-        history.writerow(["epoch", "train_loss", "val_roc_auc", "val_pr_auc",
-                          "val_best_f1" if model_config.task == "binary" else "val_challenge_score", "lr", "seconds",
-                          "samples_per_s"])
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(done + 1, config.epochs + 1):
             model.train()
             started, losses = time.perf_counter(), []
             bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress)
@@ -141,6 +151,9 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
             elif epoch - best_epoch >= config.patience:
                 logger.info("stopping early: no better validation score since epoch %d", best_epoch)
                 break
+            _save_checkpoint(checkpoint, identity, training, loader,
+                             {"epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
+                              "best_state": best_state})
 
     model.load_state_dict(best_state)
     model.config = choose_decision_rule(model, val_signals, val_labels, config.offset_check_repeats,
@@ -149,7 +162,68 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     logger.info("best epoch %d (validation score %.4f); decision rule from validation: thresholds %s, class offsets "
                 "%s; saved to %s", best_epoch, best_score, model.config.thresholds, model.config.class_offsets,
                 out_dir)
+    checkpoint.unlink(missing_ok=True)
     return model.eval()
+
+
+def _random_state(loader: DataLoader) -> dict:
+    """Every random state an epoch draws from: dropout and the loader's base seed (torch's), the draws of records
+    (the sampler's generator) and of their crops (the dataset's)."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": np.random.get_state(), "python": random.getstate(),
+            "sampler": loader.sampler.generator.get_state(), "crops": loader.dataset.rng.bit_generator.state}
+
+
+def _set_random_state(loader: DataLoader, state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    loader.sampler.generator.set_state(state["sampler"])
+    loader.dataset.rng.bit_generator.state = state["crops"]
+
+
+def _save_checkpoint(path: Path, identity: dict, training: dict, loader: DataLoader, progress: dict) -> None:
+    """Written beside and then renamed over the last one, so that a stop while saving leaves the previous epoch's."""
+    state = {**identity, **progress, "random": _random_state(loader),
+             **{name: part.state_dict() for name, part in training.items()}}
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def _resume(path: Path, identity: dict, training: dict, loader: DataLoader) -> tuple[int, float, int, dict]:
+    """Loads a checkpoint's training state into `training` and the random states; returns the epochs done and the
+    best epoch so far (score, epoch, weights). A checkpoint of other settings or records is an error, not a restart."""
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as error:  # noqa: BLE001 - torch raises several kinds for a damaged file
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({error}); delete it to train from the "
+                              "start") from error
+    differs = [name for name, value in identity.items() if state.get(name) != value]
+    if differs:
+        raise CheckpointError(f"{path}: a checkpoint of a training with other {' and '.join(differs)}; train with "
+                              "the same ones to resume, or delete it to train from the start")
+    for name, part in training.items():
+        part.load_state_dict(state[name])
+    _set_random_state(loader, state["random"])
+    return state["epoch"], state["best_score"], state["best_epoch"], state["best_state"]
+
+
+def _history(path: Path, done: int, task: str):
+    """The history file opened for the epochs to come: a resumed training keeps the rows of the epochs it resumes
+    after (a stop between a row and its checkpoint leaves one more, which is dropped)."""
+    if done:
+        with path.open(newline="") as existing:
+            kept = [row for row in csv.reader(existing)][:done + 1]
+    else:
+        kept = [["epoch", "train_loss", "val_roc_auc", "val_pr_auc",
+                 "val_best_f1" if task == "binary" else "val_challenge_score", "lr", "seconds", "samples_per_s"]]
+    history_file = path.open("w", newline="")
+    csv.writer(history_file).writerows(kept)
+    return history_file
 
 
 def choose_decision_rule(model: MSCNN, val_signals: list[np.ndarray], val_labels: np.ndarray,
