@@ -111,6 +111,54 @@ def test_resume_from_last_epoch_continues_as_if_never_stopped(small_cinc, smoke_
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_within_an_epoch_continues_as_if_never_stopped(small_cinc, smoke_encoder, tmp_path, monkeypatch,
+                                                              caplog):
+    """With a checkpoint every optimiser step (2 micro-batches) and oversampled draws (as the cpu preset trains, the
+    loader's base seed then comes from the global random state) a run stopped in the middle of epoch 2 resumes from the
+    latest one, draws that epoch's batches again, skips the ones it trained on and ends with the losses and weights of
+    a run that never stopped; the log rows written after that checkpoint are written again, not twice, and the
+    superseded within-epoch checkpoints are gone."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ecgllm.llm.modeling_ecgllm import ECGLLM
+
+    split = make_split(load_cinc_folder(small_cinc, progress=False).labels, "binary")
+    split.save(tmp_path / "split.json")
+    args = ["-q", "llm", "train", "--data", str(small_cinc), "--split", str(tmp_path / "split.json"), "--encoder",
+            str(smoke_encoder), "--cache", str(tmp_path / "cache"), "--preset", "smoke", "--no-evaluate",
+            "--epochs", "2", "--gradient-accumulation-steps", "2", "--save-every", "1", "--balance", "oversample"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main([*args, "--out", str(straight)]) == 0
+    assert sorted(p.name for p in straight.glob("checkpoint_*")) == ["checkpoint_epoch_1", "checkpoint_epoch_2"]
+
+    forward, calls = ECGLLM.forward, []  # 6 micro-batches an epoch: stop at the last of epoch 2, after step 2's save
+
+    def stop_at_twelfth(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 12:
+            raise KeyboardInterrupt
+        return forward(self, *a, **k)
+
+    monkeypatch.setattr(ECGLLM, "forward", stop_at_twelfth)
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--out", str(resumed)])
+    monkeypatch.setattr(ECGLLM, "forward", forward)
+    assert sorted(p.name for p in resumed.glob("checkpoint_*")) == ["checkpoint_epoch_1", "checkpoint_epoch_2_step_2"]
+    assert sum(line.startswith("2,") for line in (resumed / "train_log.csv").open()) == 5
+
+    caplog.set_level(logging.INFO)
+    assert main([*args, "--out", str(resumed)]) == 0
+    assert "resuming after epoch 1, step 2 of epoch 2" in caplog.text
+    assert sorted(p.name for p in resumed.glob("checkpoint_*")) == ["checkpoint_epoch_1", "checkpoint_epoch_2"]
+    logs = [list(csv.DictReader((run / "train_log.csv").open())) for run in (resumed, straight)]
+    losses = [[(r["epoch"], r["micro_step"], r["loss"], r["lr"]) for r in log] for log in logs]
+    assert losses[0] == losses[1] and len(losses[0]) == 12
+    for name in ("projector.safetensors", "adapter/adapter_model.safetensors"):
+        a, b = (load_file(str(run / "final" / name)) for run in (resumed, straight))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_training_depends_on_seed_not_on_cache_state(small_cinc, smoke_encoder, tmp_path, monkeypatch):
     """A cold start (backbone built on first use, features computed) and a warm one (both cached, the random state
     disturbed before) give the same initial weights, the same losses and the same trained weights."""

@@ -1,7 +1,8 @@
 """Training the ECG-LLM on Hugging Face accelerate: the same code on a CPU, one GPU or several (`accelerate launch`).
 
 Only the projector and the LoRA weights train. Encoder features and rhythm evidence come from the on-disk cache, so
-the frozen CNN runs once per record, not once per step.
+the frozen CNN runs once per record, not once per step. Every epoch, and with `save_every` every so many optimiser
+steps within one, leaves a checkpoint that a stopped run resumes from, ending where an uninterrupted one would.
 """
 
 import dataclasses
@@ -9,6 +10,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -33,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 LOG_NAME = "train_log.csv"
 STATE_NAME = "training_state.pt"  # optimiser, schedule and RNG: what resuming needs beyond the weights
-CHECKPOINT_PATTERN = re.compile(r"checkpoint_epoch_(\d+)$")
+# checkpoint_epoch_{e}: after epoch e; checkpoint_epoch_{e}_step_{u}: within epoch e, after u optimiser steps
+CHECKPOINT_PATTERN = re.compile(r"checkpoint_epoch_(\d+)(?:_step_(\d+))?$")
 
 
 def mixed_precision(config: LLMTrainingConfig, device: torch.device) -> str:
@@ -64,10 +67,24 @@ def make_accelerator(config: LLMTrainingConfig, device: str = "auto"):
     return accelerator
 
 
-def last_checkpoint(out_dir: Path) -> tuple[int, Path | None]:
-    found = [(int(m.group(1)), p) for p in out_dir.glob("checkpoint_epoch_*")
-             if (m := CHECKPOINT_PATTERN.search(p.name)) and (p / STATE_NAME).is_file()]
-    return max(found) if found else (0, None)
+def last_checkpoint(out_dir: Path) -> tuple[int, int, Path | None]:
+    """The latest complete checkpoint: (epochs done, optimiser steps done in the next epoch, its folder)."""
+    found = []
+    for path in out_dir.glob("checkpoint_epoch_*"):
+        if (match := CHECKPOINT_PATTERN.search(path.name)) and (path / STATE_NAME).is_file():
+            epoch, steps = int(match.group(1)), match.group(2)
+            found.append(((epoch, 0) if steps is None else (epoch - 1, int(steps)), path))
+    if not found:
+        return 0, 0, None
+    (done, steps), path = max(found)
+    return done, steps, path
+
+
+def remove_step_checkpoints(out_dir: Path, keep: Path | None = None) -> None:
+    """Within-epoch checkpoints but `keep`: each one supersedes the last, and an epoch's own supersedes them all."""
+    for path in out_dir.glob("checkpoint_epoch_*_step_*"):
+        if path != keep and CHECKPOINT_PATTERN.search(path.name):
+            shutil.rmtree(path)
 
 
 def is_sharded(accelerator) -> bool:
@@ -83,28 +100,57 @@ def optimizer_state(accelerator, model, optimizer) -> dict:
                                     options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def save_checkpoint(model: ECGLLM, optimizer_state: dict, scheduler, data_generators: list[torch.Generator],
-                    folder: Path, state_dict: dict) -> None:
+def save_checkpoint(model: ECGLLM, optimizer_state: dict, scheduler, data_rng: list[torch.Tensor], folder: Path,
+                    state_dict: dict, processes: int) -> None:
     """Adapter + projector (never the base LM) from the gathered `state_dict`, and the optimiser state of the trainable
-    weights only, the schedule and the random states."""
+    weights only, the schedule and the random states: `data_rng` those of the data generators at the start of the epoch
+    the checkpoint resumes in (a resumed epoch draws its batches again and skips those already trained on)."""
     model.save_pretrained(folder, state_dict)
     torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                "data_rng": [g.get_state() for g in data_generators]}, folder / STATE_NAME)
+                "data_rng": data_rng, "processes": processes}, folder / STATE_NAME)
 
 
 def restore_training_state(accelerator, model, optimizer, scheduler, data_generators: list[torch.Generator],
-                           folder: Path) -> None:
+                           folder: Path, steps: int) -> torch.Tensor:
     """Optimiser, schedule and random state from a checkpoint, into the prepared (possibly sharded) objects; the
-    weights are loaded before sharding (`ECGLLM.load_trainable`)."""
+    weights are loaded before sharding (`ECGLLM.load_trainable`). Returns the global random state to continue from
+    (after a within-epoch checkpoint's skipped batches). One saved `steps` into an epoch resumes only on as many
+    processes as saved it: each process skips its own share of the epoch's batches."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     state = torch.load(folder / STATE_NAME, weights_only=False)
+    saved_by = state.get("processes", accelerator.num_processes)
+    if steps and saved_by != accelerator.num_processes:
+        raise SettingError(f"{folder}: saved within an epoch by {saved_by} process(es); resume it on as many, or "
+                           "delete it to resume from the last epoch's checkpoint")
     set_optimizer_state_dict(model, optimizer.optimizer, state["optimizer"],
                              options=StateDictOptions(full_state_dict=is_sharded(accelerator)))
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     for generator, saved in zip(data_generators, state["data_rng"], strict=True):
         generator.set_state(saved)
+    return state["torch_rng"]
+
+
+def resume_log(log_path: Path, epoch: int, micro_steps: int) -> list[float]:
+    """The training log cut back to where a run resumes (rows a stopped run wrote after its checkpoint would come
+    again); returns the losses already logged in the resumed epoch."""
+    lines = log_path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines[1:] if (int(line.split(",")[0]), int(line.split(",")[2])) <= (epoch, micro_steps)]
+    log_path.write_text("".join(lines[:1] + kept))
+    return [float(line.split(",")[3]) for line in kept if int(line.split(",")[0]) == epoch]
+
+
+def save_gathered(accelerator, model, optimizer, scheduler, data_rng: list[torch.Tensor], folder: Path) -> dict:
+    """A checkpoint from the state gathered from every process (each must call this: a sharded model's full tensors);
+    supersedes the within-epoch ones. Returns the gathered weights."""
+    accelerator.wait_for_everyone()
+    state, optimizer_saved = accelerator.get_state_dict(model), optimizer_state(accelerator, model, optimizer)
+    if accelerator.is_main_process:
+        save_checkpoint(accelerator.unwrap_model(model), optimizer_saved, scheduler, data_rng, folder, state,
+                        accelerator.num_processes)
+        remove_step_checkpoints(folder.parent, keep=folder)
+    return state
 
 
 def checksum(tensors) -> float:
@@ -181,9 +227,10 @@ def _loader(examples: list[Example], config: LLMTrainingConfig, pad_id: int, fea
 def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_dir: str | Path,
               model_config: ECGLLMConfig, config: LLMTrainingConfig, cache_dir: str | Path, progress: bool = True,
               device: str = "auto") -> Path:
-    """Train on `device`; writes checkpoint_epoch_{n} (adapter + projector + optimiser state) and `final/`. Resumes
-    from the last complete epoch checkpoint. ECG tokens and rhythm figures are read from (and added to) `cache_dir`
-    (computed by the encoder on the same device). Returns the folder of the final model."""
+    """Train on `device`; writes checkpoint_epoch_{n} (adapter + projector + optimiser state), with `save_every` the
+    latest checkpoint_epoch_{n}_step_{u} within an epoch, and `final/`. Resumes from the latest complete checkpoint.
+    ECG tokens and rhythm figures are read from (and added to) `cache_dir` (computed by the encoder on the same
+    device). Returns the folder of the final model."""
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
@@ -198,7 +245,7 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     lm_dtype = "float32" if is_sharded(accelerator) else None
     with accelerator.main_process_first():  # a backbone converted or built on first use is made once
         model = ECGLLM.build(model_config, encoder_dir, config.seed, accelerator.device, lm_dtype)
-    done, checkpoint = last_checkpoint(out_dir)
+    done, steps_done, checkpoint = last_checkpoint(out_dir)
     if checkpoint is not None:  # the weights go in whole, before they are sharded
         model.load_trainable(checkpoint)
     if config.gradient_checkpointing:  # non-reentrant: the frozen embeddings need no requires_grad hook for PEFT
@@ -231,23 +278,35 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     # (a backbone built on first use, feature caching); a resumed run then restores the state saved with its
     # checkpoint.
     set_seed(config.seed)
+    skip = steps_done * config.gradient_accumulation_steps  # micro-batches of the resumed epoch already trained on
     if checkpoint is not None:
-        restore_training_state(accelerator, model, optimizer, scheduler, data_generators, checkpoint)
-        logger.info("resuming after epoch %d from %s", done, checkpoint)
+        resumed_rng = restore_training_state(accelerator, model, optimizer, scheduler, data_generators, checkpoint,
+                                             steps_done)
+        logger.info("resuming after epoch %d%s from %s", done, f", step {steps_done} of epoch {done + 1}"
+                    if steps_done else "", checkpoint)
     logger.info("training %s on %d records x %d process(es): %d trainable parameters, %d optimiser steps per epoch",
                 model_config.preset, len(examples), accelerator.num_processes, sum(p.numel() for p in trainable),
                 math.ceil(updates_per_epoch / accelerator.num_processes))
 
     log_path = out_dir / LOG_NAME
     write_log = accelerator.is_main_process
+    logged = []
     if write_log and not log_path.exists():
         log_path.write_text("epoch,step,micro_step,loss,lr,synced,samples_per_s\n")
+    elif write_log and checkpoint is not None:
+        logged = resume_log(log_path, done + 1, skip)
+    step_every = config.save_every * config.gradient_accumulation_steps
     for epoch in range(done + 1, config.epochs + 1):
         model.train()
-        losses, started = [], time.perf_counter()
+        losses, started = (logged, time.perf_counter()) if epoch == done + 1 else ([], time.perf_counter())
+        epoch_rng = [g.get_state() for g in data_generators]
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
                    disable=not (progress and accelerator.is_main_process))
         for micro_step, batch in enumerate(bar, start=1):
+            if epoch == done + 1 and micro_step <= skip:  # drawn again, trained on before the stop
+                if micro_step == skip:  # starting the epoch's batches drew from the global state: back to the saved
+                    torch.set_rng_state(resumed_rng)
+                continue
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
@@ -260,18 +319,19 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}",
                             acc=f"{accumulated}/{config.gradient_accumulation_steps}")
             if write_log:
-                rate = micro_step * config.batch_size * accelerator.num_processes / (time.perf_counter() - started)
+                trained = micro_step - (skip if epoch == done + 1 else 0)
+                rate = trained * config.batch_size * accelerator.num_processes / (time.perf_counter() - started)
                 with log_path.open("a") as log:
                     log.write(f"{epoch},{math.ceil(micro_step / config.gradient_accumulation_steps)},{micro_step},"
                               f"{loss_value:.5f},{scheduler.get_last_lr()[0]:.3g},{int(accelerator.sync_gradients)},"
                               f"{rate:.2f}\n")
+            if step_every and micro_step % step_every == 0 and micro_step < len(loader):
+                step = micro_step // config.gradient_accumulation_steps
+                save_gathered(accelerator, model, optimizer, scheduler, epoch_rng,
+                              out_dir / f"checkpoint_epoch_{epoch}_step_{step}")
         logger.info("epoch %d: average loss %.4f (%.0f s)", epoch, np.mean(losses), time.perf_counter() - started)
-        accelerator.wait_for_everyone()
-        # The whole state, gathered from every process (each must call this): a sharded model's full tensors.
-        state, optimizer_saved = accelerator.get_state_dict(model), optimizer_state(accelerator, model, optimizer)
-        if accelerator.is_main_process:
-            save_checkpoint(accelerator.unwrap_model(model), optimizer_saved, scheduler, data_generators,
-                            out_dir / f"checkpoint_epoch_{epoch}", state)
+        state = save_gathered(accelerator, model, optimizer, scheduler, [g.get_state() for g in data_generators],
+                              out_dir / f"checkpoint_epoch_{epoch}")
     accelerator.wait_for_everyone()
     final = out_dir / "final"
     if done >= config.epochs:  # resumed after the last epoch: nothing was gathered above
