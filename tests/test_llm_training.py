@@ -252,3 +252,24 @@ def test_cross_fitted_verdicts_come_from_encoders_that_never_saw_the_record(task
                                    atol=1e-5, rtol=0)
         assert torch.equal(c.features[..., :-width], o.features[..., :-width])  # only the verdict columns differ
     assert any((c.features[0, -width:] - o.features[0, -width:]).abs().max() > 1e-3 for c, o in zip(crossed, own))
+
+
+def test_a_within_epoch_checkpoint_resumes_only_on_as_many_processes(tmp_path):
+    """Each process skips its own share of the resumed epoch's batches, so a checkpoint saved within an epoch by two
+    processes is refused on one, naming the folder (an epoch's own checkpoint resumes on any number)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ecgllm.errors import SettingError
+    from ecgllm.llm.training import STATE_NAME, last_checkpoint, restore_training_state
+
+    for name in ("checkpoint_epoch_1", "checkpoint_epoch_2_step_3", "checkpoint_epoch_2_step_12"):
+        (tmp_path / name).mkdir()
+        torch.save({"processes": 2}, tmp_path / name / STATE_NAME)
+    (tmp_path / "checkpoint_epoch_2").mkdir()  # being written when the run stopped: no training state yet
+    done, steps, folder = last_checkpoint(tmp_path)
+    assert (done, steps, folder.name) == (1, 12, "checkpoint_epoch_2_step_12")
+    one_process = SimpleNamespace(num_processes=1)
+    with pytest.raises(SettingError, match=f"{folder}: saved within an epoch by 2 process"):
+        restore_training_state(one_process, None, None, None, [], folder, steps)

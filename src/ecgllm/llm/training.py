@@ -107,6 +107,7 @@ def save_checkpoint(model: ECGLLM, optimizer_state: dict, scheduler, data_rng: l
     the checkpoint resumes in (a resumed epoch draws its batches again and skips those already trained on)."""
     model.save_pretrained(folder, state_dict)
     torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,  # dropout on a GPU
                 "data_rng": data_rng, "processes": processes}, folder / STATE_NAME)
 
 
@@ -127,6 +128,8 @@ def restore_training_state(accelerator, model, optimizer, scheduler, data_genera
                              options=StateDictOptions(full_state_dict=is_sharded(accelerator)))
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and accelerator.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], accelerator.device)
     for generator, saved in zip(data_generators, state["data_rng"], strict=True):
         generator.set_state(saved)
     return state["torch_rng"]
