@@ -166,66 +166,6 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     return model.eval()
 
 
-def _random_state(loader: DataLoader) -> dict:
-    """Every random state an epoch draws from: dropout and the loader's base seed (torch's), the draws of records
-    (the sampler's generator) and of their crops (the dataset's)."""
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": np.random.get_state(), "python": random.getstate(),
-            "sampler": loader.sampler.generator.get_state(), "crops": loader.dataset.rng.bit_generator.state}
-
-
-def _set_random_state(loader: DataLoader, state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    loader.sampler.generator.set_state(state["sampler"])
-    loader.dataset.rng.bit_generator.state = state["crops"]
-
-
-def _save_checkpoint(path: Path, identity: dict, training: dict, loader: DataLoader, progress: dict) -> None:
-    """Written beside and then renamed over the last one, so that a stop while saving leaves the previous epoch's."""
-    state = {**identity, **progress, "random": _random_state(loader),
-             **{name: part.state_dict() for name, part in training.items()}}
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
-
-
-def _resume(path: Path, identity: dict, training: dict, loader: DataLoader) -> tuple[int, float, int, dict]:
-    """Loads a checkpoint's training state into `training` and the random states; returns the epochs done and the
-    best epoch so far (score, epoch, weights). A checkpoint of other settings or records is an error, not a restart."""
-    try:
-        state = torch.load(path, weights_only=False, map_location="cpu")
-    except Exception as error:  # noqa: BLE001 - torch raises several kinds for a damaged file
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({error}); delete it to train from the "
-                              "start") from error
-    differs = [name for name, value in identity.items() if state.get(name) != value]
-    if differs:
-        raise CheckpointError(f"{path}: a checkpoint of a training with other {' and '.join(differs)}; train with "
-                              "the same ones to resume, or delete it to train from the start")
-    for name, part in training.items():
-        part.load_state_dict(state[name])
-    _set_random_state(loader, state["random"])
-    return state["epoch"], state["best_score"], state["best_epoch"], state["best_state"]
-
-
-def _history(path: Path, done: int, task: str):
-    """The history file opened for the epochs to come: a resumed training keeps the rows of the epochs it resumes
-    after (a stop between a row and its checkpoint leaves one more, which is dropped)."""
-    if done:
-        with path.open(newline="") as existing:
-            kept = [row for row in csv.reader(existing)][:done + 1]
-    else:
-        kept = [["epoch", "train_loss", "val_roc_auc", "val_pr_auc",
-                 "val_best_f1" if task == "binary" else "val_challenge_score", "lr", "seconds", "samples_per_s"]]
-    history_file = path.open("w", newline="")
-    csv.writer(history_file).writerows(kept)
-    return history_file
-
-
 def choose_decision_rule(model: MSCNN, val_signals: list[np.ndarray], val_labels: np.ndarray,
                          offset_check_repeats: int, batch_size: int = 256) -> MSCNNConfig:
     """The model's config with its decision rule chosen on validation, per mode: the binary task's threshold on P(AF);
@@ -291,3 +231,62 @@ def _validate(probabilities: np.ndarray, labels: np.ndarray) -> tuple[dict[str, 
     af = binary_metrics(labels == 1, af_score(log_p), 0.0)
     score = challenge_score(labels, log_p.argmax(1))
     return {"roc_auc": af["roc_auc"], "pr_auc": af["pr_auc"], "challenge_score": score}, score
+
+
+def _random_state(loader: DataLoader) -> dict:
+    """Every random state an epoch draws from: dropout and the loader's base seed (torch's), the draws of records
+    (the sampler's generator) and of their crops (the dataset's)."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": np.random.get_state(), "python": random.getstate(),
+            "sampler": loader.sampler.generator.get_state(), "crops": loader.dataset.rng.bit_generator.state}
+
+
+def _set_random_state(loader: DataLoader, state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    loader.sampler.generator.set_state(state["sampler"])
+    loader.dataset.rng.bit_generator.state = state["crops"]
+
+
+def _save_checkpoint(path: Path, identity: dict, training: dict, loader: DataLoader, progress: dict) -> None:
+    """Written beside and then renamed over the last one, so that a stop while saving leaves the previous epoch's."""
+    state = {**identity, **progress, "random": _random_state(loader),
+             **{name: part.state_dict() for name, part in training.items()}}
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def _resume(path: Path, identity: dict, training: dict, loader: DataLoader) -> tuple[int, float, int, dict]:
+    """Loads a checkpoint's training state into `training` and the random states; returns the epochs done and the
+    best epoch so far (score, epoch, weights). A checkpoint of other settings or records is an error, not a restart."""
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as error:  # noqa: BLE001 - torch raises several kinds for a damaged file
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({error}); delete it to train from the "
+                              "start") from error
+    differs = [name for name, value in identity.items() if state.get(name) != value]
+    if differs:
+        raise CheckpointError(f"{path}: a checkpoint of a training with other {' and '.join(differs)}; train with "
+                              "the same ones to resume, or delete it to train from the start")
+    for name, part in training.items():
+        part.load_state_dict(state[name])
+    _set_random_state(loader, state["random"])
+    return state["epoch"], state["best_score"], state["best_epoch"], state["best_state"]
+
+
+def _history(path: Path, done: int, task: str):
+    """The history file opened for the epochs to come: a resumed training keeps the rows of the epochs it resumes
+    after (a stop between a row and its checkpoint leaves one more, which is dropped)."""
+    kept = [["epoch", "train_loss", "val_roc_auc", "val_pr_auc",
+             "val_best_f1" if task == "binary" else "val_challenge_score", "lr", "seconds", "samples_per_s"]]
+    if done and path.exists():
+        with path.open(newline="") as existing:
+            kept = list(csv.reader(existing))[:done + 1] or kept
+    history_file = path.open("w", newline="")
+    csv.writer(history_file).writerows(kept)
+    return history_file
