@@ -149,7 +149,7 @@ def test_resume_within_an_epoch_continues_as_if_never_stopped(small_cinc, smoke_
 
     caplog.set_level(logging.INFO)
     assert main([*args, "--out", str(resumed)]) == 0
-    assert "resuming after epoch 1, step 2 of epoch 2" in caplog.text
+    assert "resuming at step 2 of epoch 2" in caplog.text
     assert sorted(p.name for p in resumed.glob("checkpoint_*")) == ["checkpoint_epoch_1", "checkpoint_epoch_2"]
     logs = [list(csv.DictReader((run / "train_log.csv").open())) for run in (resumed, straight)]
     losses = [[(r["epoch"], r["micro_step"], r["loss"], r["lr"]) for r in log] for log in logs]

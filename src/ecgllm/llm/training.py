@@ -285,8 +285,8 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     if checkpoint is not None:
         resumed_rng = restore_training_state(accelerator, model, optimizer, scheduler, data_generators, checkpoint,
                                              steps_done)
-        logger.info("resuming after epoch %d%s from %s", done, f", step {steps_done} of epoch {done + 1}"
-                    if steps_done else "", checkpoint)
+        logger.info("resuming %s from %s", f"at step {steps_done} of epoch {done + 1}" if steps_done
+                    else f"after epoch {done}", checkpoint)
     logger.info("training %s on %d records x %d process(es): %d trainable parameters, %d optimiser steps per epoch",
                 model_config.preset, len(examples), accelerator.num_processes, sum(p.numel() for p in trainable),
                 math.ceil(updates_per_epoch / accelerator.num_processes))
