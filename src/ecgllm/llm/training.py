@@ -301,7 +301,7 @@ def train_llm(dataset: CinCDataset, split: Split, encoder_dir: str | Path, out_d
     step_every = config.save_every * config.gradient_accumulation_steps
     for epoch in range(done + 1, config.epochs + 1):
         model.train()
-        losses, started = (logged, time.perf_counter()) if epoch == done + 1 else ([], time.perf_counter())
+        losses, started = logged if epoch == done + 1 else [], time.perf_counter()
         epoch_rng = [g.get_state() for g in data_generators]
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
                    disable=not (progress and accelerator.is_main_process))
