@@ -151,7 +151,7 @@ LLM_PRESETS: dict[str, tuple[ECGLLMConfig, LLMTrainingConfig, LLMEvaluationConfi
     # SmolLM2-135M on 2 CPU cores: English (about half the tokens of Chinese for this tokenizer), one ECG token
     # averaged over the record's encoder windows; beside it at the projector's input the rhythm figures (also in the
     # prompt) and the encoder's own AF logit. One pass over 1200 class-balanced draws (about 20 min; four classes: 2400,
-    # `llm_training_preset`), a checkpoint every 25 steps (2-4 min) within it. Chosen on validation (F1 0.917, ROC AUC
+    # `llm_training_preset`), a checkpoint every 25 steps (~4 min) within it. Chosen on validation (F1 0.917, ROC AUC
     # 0.992, PR AUC 0.968; without the verdict 0.916 / 0.988 / 0.957). A short system prompt replaces SmolLM2's default.
     # Its threshold is validated in float32, so it stays float32 on a GPU too (135M parameters: no cost to speak of).
     "cpu": (ECGLLMConfig(preset="cpu", lm=SMOLLM2, lm_dtype="float32", ecg_tokens=1, ecg_input="whole",
