@@ -22,10 +22,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ecgllm.encoder.training import CHECKPOINT_NAME, HISTORY_NAME
 from ecgllm.llm.configuration_ecgllm import llm_training_preset
+from ecgllm.llm.modeling_ecgllm import ADAPTER_DIR, PROJECTOR_NAME
+from ecgllm.llm.training import LOG_NAME, last_checkpoint
+from ecgllm.modeling_utils import CONFIG_NAME, WEIGHTS_NAME
 
 ECGLLM = [sys.executable, "-m", "ecgllm.cli", "-q"]  # no progress bars in the logs
-LLM_FILES = ("projector.safetensors", "adapter/adapter_model.safetensors")
+LLM_FILES = (PROJECTOR_NAME, f"{ADAPTER_DIR}/adapter_model.safetensors")
 TIMING = ("seconds", "samples_per_s")  # the only columns of a training log that may differ
 
 
@@ -45,7 +49,7 @@ def same_log(a: Path, b: Path) -> bool:
 
 
 def kill_when(command: list[str], log: Path, ready, linger: float) -> dict:
-    """Starts `command`, kills it `linger` seconds after `ready()` first holds; what was there when it was killed."""
+    """Starts `command` and kills it `linger` seconds after `ready()` first holds; returns its return code."""
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         while not ready():
@@ -78,13 +82,11 @@ def check_llm(run_dir: Path, data: str, manifest: dict, work: Path, checkpoints:
     save_every = llm_training_preset(manifest["preset"], manifest["task"]).save_every
     started = time.perf_counter()
 
-    def ready() -> bool:
-        steps = [int(p.name.rsplit("_", 1)[1]) for p in out.glob("checkpoint_epoch_1_step_*")
-                 if (p / "training_state.pt").is_file()]
-        return bool(steps) and max(steps) >= checkpoints * save_every
+    def ready() -> bool:  # that many within-epoch checkpoints into epoch 1
+        return last_checkpoint(out)[1] >= checkpoints * save_every
 
     killed = kill_when(command, work / "llm_first.log", ready, linger)
-    rows = list(csv.DictReader((out / "train_log.csv").open()))
+    rows = list(csv.DictReader((out / LOG_NAME).open()))
     killed.update(left=sorted(p.name for p in out.glob("checkpoint_*")), last_logged_step=int(rows[-1]["step"]))
     run(command, work / "llm_resumed.log")
     return {"command": "ecgllm " + " ".join(command[3:]), "save_every": save_every, "killed": killed,
@@ -93,7 +95,7 @@ def check_llm(run_dir: Path, data: str, manifest: dict, work: Path, checkpoints:
             "against": str(run_dir / "llm" / "final"),
             "weights": {name: compare_weights(out / "final" / name, run_dir / "llm" / "final" / name)
                         for name in LLM_FILES},
-            "same_log_but_timings": same_log(out / "train_log.csv", run_dir / "llm" / "train_log.csv"),
+            "same_log_but_timings": same_log(out / LOG_NAME, run_dir / "llm" / LOG_NAME),
             "wall_seconds": round(time.perf_counter() - started)}
 
 
@@ -106,19 +108,19 @@ def check_encoder(run_dir: Path, data: str, manifest: dict, work: Path, epochs: 
     run([*command, "--out", str(straight)], work / "encoder_straight.log")
 
     def two_epochs_done() -> bool:
-        history = stopped / "history.csv"
+        history = stopped / HISTORY_NAME
         return history.exists() and len(history.read_text().splitlines()) >= 3
 
     killed = kill_when([*command, "--out", str(stopped)], work / "encoder_first.log", two_epochs_done, linger)
-    killed["epochs_in_history"] = len((stopped / "history.csv").read_text().splitlines()) - 1
+    killed["epochs_in_history"] = len((stopped / HISTORY_NAME).read_text().splitlines()) - 1
     run([*command, "--out", str(stopped)], work / "encoder_resumed.log")
     return {"command": "ecgllm " + " ".join(command[3:]), "epochs": epochs, "killed": killed,
             "resumed": resumed_line(work / "encoder_resumed.log"),
-            "weights": compare_weights(stopped / "model.safetensors", straight / "model.safetensors"),
-            "same_decision_rule": json.loads((stopped / "config.json").read_text())
-            == json.loads((straight / "config.json").read_text()),
-            "same_history_but_timings": same_log(stopped / "history.csv", straight / "history.csv"),
-            "checkpoint_left": (stopped / "checkpoint.pt").exists(),
+            "weights": compare_weights(stopped / WEIGHTS_NAME, straight / WEIGHTS_NAME),
+            "same_decision_rule": json.loads((stopped / CONFIG_NAME).read_text())
+            == json.loads((straight / CONFIG_NAME).read_text()),
+            "same_history_but_timings": same_log(stopped / HISTORY_NAME, straight / HISTORY_NAME),
+            "checkpoint_left": (stopped / CHECKPOINT_NAME).exists(),
             "wall_seconds": round(time.perf_counter() - started)}
 
 

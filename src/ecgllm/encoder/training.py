@@ -266,7 +266,7 @@ def _resume(path: Path, identity: dict, training: dict, loader: DataLoader) -> t
     best epoch so far (score, epoch, weights). A checkpoint of other settings or records is an error, not a restart."""
     try:
         state = torch.load(path, weights_only=False, map_location="cpu")
-    except Exception as error:  # noqa: BLE001 - torch raises several kinds for a damaged file
+    except Exception as error:  # torch raises several kinds for a damaged file
         raise CheckpointError(f"{path}: not a readable training checkpoint ({error}); delete it to train from the "
                               "start") from error
     differs = [name for name, value in identity.items() if state.get(name) != value]
