@@ -21,15 +21,15 @@ from sklearn.metrics import roc_auc_score
 
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import Encoder, load_encoder
 from ecgllm.llm.features import cached_features
 from ecgllm.llm.modeling_ecgllm import encoder_fingerprint
 from ecgllm.runs.layout import RunLayout
 
 
 @torch.no_grad()
-def head_auc(encoder: MSCNN, features: torch.Tensor, labels: np.ndarray) -> float:
-    return float(roc_auc_score(labels, encoder.head(features).squeeze(-1).numpy()))
+def head_auc(encoder: Encoder, features: torch.Tensor, labels: np.ndarray) -> float:
+    return float(roc_auc_score(labels, encoder.classify(features).squeeze(-1).numpy()))
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     layout = RunLayout(args.run)
-    encoder = MSCNN.from_pretrained(layout.encoder).eval()
+    encoder = load_encoder(layout.encoder).eval()
     split = Split.load(layout.split)
     dataset = load_cinc_folder(args.data, progress=False)
     fingerprint = encoder_fingerprint(layout.encoder)

@@ -23,7 +23,7 @@ import torch
 
 from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split
-from ecgllm.encoder import MSCNN
+from ecgllm.encoder import load_encoder
 from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.compare import mcnemar
 from ecgllm.evaluation.four_class import AF, af_log_odds, decide, log_probabilities
@@ -86,7 +86,7 @@ def main() -> None:
         c: float(np.mean(decide(log_probabilities([[float(encoder_rows[i][f"p_{k}_whole"]) for k in "NAO~"]
                                                    for i in ids_c]), encoder_offsets) == AF))
         for c, ids_c in left_out.items()}
-    encoder = MSCNN.from_pretrained(binary.encoder)
+    encoder = load_encoder(binary.encoder)
     model = load_model(binary.llm_final, "cpu")
     threshold = decision_log_odds(model.calibration)
     called["binary_cnn_whole"], called["binary_llm"] = {}, {}

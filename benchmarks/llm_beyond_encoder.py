@@ -24,7 +24,7 @@ from sklearn.metrics import f1_score
 
 from ecgllm.data.dataset import CinCDataset, load_cinc_folder
 from ecgllm.data.split import Split
-from ecgllm.encoder import MSCNN
+from ecgllm.encoder import load_encoder
 from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.four_class import challenge_score, choose_offsets, decide, log_probabilities
 from ecgllm.evaluation.metrics import choose_threshold
@@ -45,7 +45,7 @@ def validation_scores(layout: RunLayout, task: str, dataset: CinCDataset) -> tup
     with (layout.llm_eval / "validation_predictions.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     ids = [row["record"] for row in rows]
-    encoder = MSCNN.from_pretrained(layout.encoder)
+    encoder = load_encoder(layout.encoder)
     cnn = predict_records(encoder, dataset.signals(ids, encoder.config.preprocess.fs), "whole")
     labels = np.array([int(row["label"]) for row in rows])
     if task == "binary":

@@ -316,6 +316,25 @@ def test_an_encoder_saved_by_older_code_keeps_its_identity(smoke_encoder, tmp_pa
     ECGLLM.from_pretrained(tmp_path / "m")
 
 
+def test_an_encoder_written_before_ensembles_keeps_its_fingerprint(smoke_encoder, tmp_path):
+    """`members` joined the encoder's config after models stored fingerprints: a single encoder's fingerprint is the
+    same with or without it, an ensemble's differs."""
+    import shutil
+
+    from ecgllm.llm.modeling_ecgllm import encoder_fingerprint
+
+    old = tmp_path / "old_encoder"
+    shutil.copytree(smoke_encoder, old)
+    raw = json.loads((old / "config.json").read_text())
+    assert raw["members"] == 1
+    del raw["members"]
+    (old / "config.json").write_text(json.dumps({"model_type": "mscnn", **raw}, indent=2))
+    assert encoder_fingerprint(old) == encoder_fingerprint(smoke_encoder) == encoder_fingerprint(old, as_written=True)
+    raw["members"] = 2
+    (old / "config.json").write_text(json.dumps({"model_type": "mscnn", **raw}, indent=2))
+    assert encoder_fingerprint(old) != encoder_fingerprint(smoke_encoder)
+
+
 def test_qwen3_8b_lora_parameter_count():
     """r=16 on all seven projections of the real Qwen3-8B config: about 43.6M, not the original README's 8.4M."""
     from peft import LoraConfig, get_peft_model
@@ -424,6 +443,37 @@ def test_verdict_input_adds_the_encoders_own_logit(smoke_encoder, tmp_path):
     assert model.projector[0].in_features == inputs.shape[-1]
     model.save_pretrained(tmp_path)
     assert ECGLLM.from_pretrained(tmp_path).with_verdict(features).shape == inputs.shape
+
+
+def test_an_ecg_llm_on_an_encoder_ensemble_reads_every_members_tokens_and_their_averaged_verdict(tmp_path):
+    import dataclasses
+
+    from ecgllm.encoder import MSCNNEnsemble
+    from ecgllm.encoder.configuration_mscnn import encoder_model_preset
+    from ecgllm.llm.modeling_ecgllm import VERDICT_SCALE
+
+    torch.manual_seed(0)
+    MSCNNEnsemble(dataclasses.replace(encoder_model_preset("smoke", "four"), members=2)).save_pretrained(tmp_path / "e")
+    model = ECGLLM.build(dataclasses.replace(LLM_PRESETS["smoke"][0], verdict_input=True), tmp_path / "e").eval()
+    member_dim = model.encoder.members[0].config.feature_dim
+    assert model.config.feature_dim == 2 * member_dim
+    signals = torch.randn(3, 1, 2400)
+    tokens = model.encode_ecg(signals)  # [3, k, 2 D]
+    assert tokens.shape == (3, model.config.ecg_tokens, 2 * member_dim)
+    features = with_rhythm(model.config, tokens, EVIDENCE)
+    inputs = model.with_verdict(features)
+    assert inputs.shape[-1] == features.shape[-1] + 4 == model.projector[0].in_features
+    with torch.no_grad():  # k = 1 pools each window to the encoder's own pooled feature: the verdict is its logits
+        whole = model.encoder(signals)
+    if model.config.ecg_tokens == 1:
+        torch.testing.assert_close(inputs[:, 0, -4:] * VERDICT_SCALE, whole)
+    probabilities = torch.stack([head(t.mean(1)).softmax(-1) for head, t in
+                                 zip((m.head for m in model.encoder.members), tokens.chunk(2, -1))]).mean(0)
+    torch.testing.assert_close((inputs[:, 0, -4:] * VERDICT_SCALE).softmax(-1), probabilities)
+    model.save_pretrained(tmp_path / "m")
+    loaded = ECGLLM.from_pretrained(tmp_path / "m")
+    assert isinstance(loaded.encoder, MSCNNEnsemble)
+    torch.testing.assert_close(loaded.with_verdict(features), inputs)
 
 
 def test_calibration_lives_beside_the_weights(model, tmp_path):

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from ecgllm.encoder import ENCODER_PRESETS, MSCNN
+from ecgllm.encoder import ENCODER_PRESETS, MSCNN, MSCNNEnsemble, load_encoder
 from ecgllm.encoder.configuration_mscnn import TRAINING_PRESETS, encoder_model_preset, encoder_training_preset
 from ecgllm.errors import CheckpointError
 
@@ -57,6 +57,35 @@ def test_save_and_load_needs_only_the_path(tmp_path):
     assert loaded.config == config
     x = torch.randn(2, 1, 2400)
     assert torch.equal(model(x), loaded(x))
+
+
+@pytest.mark.parametrize("task", ["four", "binary"])
+def test_an_ensemble_averages_its_members_probabilities_and_reads_their_features_side_by_side(task, tmp_path):
+    torch.manual_seed(0)
+    config = dataclasses.replace(encoder_model_preset("smoke", task), members=3)
+    ensemble = MSCNNEnsemble(config).eval()
+    x = torch.randn(4, 1, 2400)
+    with torch.no_grad():
+        members = [member(x) for member in ensemble.members]
+        assert ensemble.feature_map(x).shape == (4, config.feature_steps, config.feature_dim)
+        assert config.feature_dim == 3 * ENCODER_PRESETS["smoke"].feature_dim
+        assert torch.equal(ensemble.feature_map(x)[..., :config.feature_dim // 3], ensemble.members[0].feature_map(x))
+        if task == "four":
+            expected = torch.stack([m.softmax(-1) for m in members]).mean(0)
+            torch.testing.assert_close(ensemble(x).softmax(-1), expected)
+        else:
+            torch.testing.assert_close(ensemble(x).sigmoid(), torch.stack([m.sigmoid() for m in members]).mean(0))
+        assert not torch.allclose(members[0], members[1])  # members drawn apart
+
+    ensemble.save_pretrained(tmp_path)
+    loaded = load_encoder(tmp_path)
+    assert isinstance(loaded, MSCNNEnsemble) and loaded.config == config
+    assert torch.equal(loaded(x), ensemble(x))
+    with pytest.raises(ValueError, match="3 members make an MSCNNEnsemble"):
+        MSCNN.from_pretrained(tmp_path)
+    single = MSCNN(ENCODER_PRESETS["smoke"])
+    single.save_pretrained(tmp_path / "single")
+    assert type(load_encoder(tmp_path / "single")) is MSCNN
 
 
 def test_bad_checkpoints(tmp_path):
@@ -199,3 +228,48 @@ def test_stopped_encoder_training_resumes_as_if_never_stopped(small_cinc_four, t
     assert json.loads((resumed / "config.json").read_text()) == json.loads((straight / "config.json").read_text())
     rows = [[row[:5] for row in csv.reader((run / training.HISTORY_NAME).open())] for run in (resumed, straight)]
     assert rows[0] == rows[1] and len(rows[0]) == 4  # header and three epochs: losses and validation figures
+
+
+def test_an_ensemble_trains_member_k_as_one_encoder_of_seed_k_and_reads_finished_members_back(small_cinc_four, tmp_path,
+                                                                                               caplog):
+    """Member 0 of a two-member ensemble is the encoder a single training of the same seed saves, member 1 another
+    (seed + 1); the ensemble chooses its own decision rule on validation; run again, it retrains no member, and a member
+    of other settings is refused, naming its folder."""
+    import logging
+
+    from safetensors.torch import load_file
+
+    from ecgllm.data import load_cinc_folder, make_split
+    from ecgllm.encoder import training
+
+    dataset = load_cinc_folder(small_cinc_four, progress=False)
+    split = make_split(dataset.labels, "four")
+    config = encoder_model_preset("smoke", "four")
+    settings = dataclasses.replace(encoder_training_preset("smoke", "four"), epochs=2, patience=2)
+    training.train_encoder(dataset, split, tmp_path / "single", config, settings, progress=False, device="cpu")
+    ensemble = training.train_encoder(dataset, split, tmp_path / "ensemble", config,
+                                      dataclasses.replace(settings, members=2), progress=False, device="cpu")
+    assert isinstance(ensemble, MSCNNEnsemble) and ensemble.config.members == 2
+    members = tmp_path / "ensemble" / training.MEMBERS_DIR
+    member_files = [load_file(str(members / str(k) / "model.safetensors")) for k in range(2)]
+    single_file = load_file(str(tmp_path / "single" / "model.safetensors"))
+    assert all(torch.equal(member_files[0][k], single_file[k]) for k in single_file)
+    assert not torch.equal(member_files[1]["head.0.weight"], single_file["head.0.weight"])
+    saved = load_file(str(tmp_path / "ensemble" / "model.safetensors"))
+    assert all(torch.equal(saved[f"members.{k}.{name}"], member_files[k][name]) for k in range(2)
+               for name in single_file)
+    member_settings = json.loads((members / "1" / "training_config.json").read_text())
+    assert (member_settings["seed"], member_settings["members"]) == (settings.seed + 1, 1)
+    saved_config = json.loads((tmp_path / "ensemble" / "config.json").read_text())
+    assert saved_config["members"] == 2 and saved_config["class_offset_checks"]["whole"]["repeats"] == 10
+
+    (tmp_path / "ensemble" / "model.safetensors").unlink()
+    caplog.set_level(logging.INFO)
+    again = training.train_encoder(dataset, split, tmp_path / "ensemble", config,
+                                   dataclasses.replace(settings, members=2), progress=False, device="cpu")
+    assert caplog.text.count("reusing ensemble member") == 2 and "training MS-CNN" not in caplog.text
+    assert again.config == ensemble.config
+    (tmp_path / "ensemble" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=f"{members / '0'}: a member trained with other settings"):
+        training.train_encoder(dataset, split, tmp_path / "ensemble", config,
+                               dataclasses.replace(settings, members=2, lr=2e-3), progress=False, device="cpu")

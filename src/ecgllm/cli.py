@@ -18,7 +18,7 @@ from ecgllm.encoder.configuration_mscnn import (
     encoder_training_preset,
 )
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import load_encoder
 from ecgllm.errors import ECGLLMError, RecordError, SettingError
 from ecgllm.examples import example_paths
 from ecgllm.inference.batch import diagnose_files, format_outcome
@@ -77,7 +77,7 @@ def _encoder_train(args) -> None:
 
 
 def _encoder_evaluate(args) -> None:
-    model = MSCNN.from_pretrained(args.model).to(resolve_device(args.device))
+    model = load_encoder(args.model).to(resolve_device(args.device))
     if args.stride is not None:
         model.config.preprocess.stride = args.stride
     dataset, split = _load_data(args)

@@ -51,9 +51,10 @@ def _optional_tuple(hint) -> bool:
         typing.get_origin(arg) is tuple for arg in typing.get_args(hint))
 
 
-def config_text(config, model_type: str) -> str:
-    """A config as `save_config` writes it."""
-    return json.dumps({"model_type": model_type, **config_to_dict(config)}, indent=2, ensure_ascii=False)
+def config_text(config, model_type: str, omit: dict | None = None) -> str:
+    """A config as `save_config` writes it; `omit`: fields left out while they hold the given values."""
+    settings = {k: v for k, v in config_to_dict(config).items() if k not in (omit or {}) or v != omit[k]}
+    return json.dumps({"model_type": model_type, **settings}, indent=2, ensure_ascii=False)
 
 
 def save_config(config, path: Path, model_type: str) -> None:

@@ -24,6 +24,7 @@ class MSCNNConfig:
     head_widths: tuple[int, ...] = (1024, 256)
     dropout: float = 0.5
     task: str = "binary"  # "binary": one logit of AF; "four": a logit per CinC class (N, A, O, ~)
+    members: int = 1  # MS-CNNs read as one encoder (`MSCNNEnsemble`); set by training (`EncoderTrainingConfig`)
     preprocess: PreprocessConfig = setting(help="input preprocessing", default_factory=PreprocessConfig)
     # Chosen on the validation split after training, per evaluation mode: the binary task's thresholds on P(AF), the
     # four-class task's per-class offsets on log P (evaluation.four_class.decide).
@@ -37,6 +38,7 @@ class MSCNNConfig:
         check_choice("k_size_stream2", self.k_size_stream2, (3, 5, 7, 9))
         check_range("width_multiplier", self.width_multiplier, 1 / 128)
         check_choice("task", self.task, tuple(TASKS))
+        check_range("members", self.members, 1)
 
     @property
     def num_outputs(self) -> int:
@@ -49,8 +51,8 @@ class MSCNNConfig:
 
     @property
     def feature_dim(self) -> int:
-        """Size of `features(x)`: both streams' last width (1024 at full width)."""
-        return 2 * self.widths[-1]
+        """Size of `features(x)`: both streams' last width (1024 at full width), side by side for each member."""
+        return 2 * self.widths[-1] * self.members
 
     @property
     def feature_steps(self) -> int:
@@ -103,6 +105,8 @@ class EncoderTrainingConfig:
                                     "in their place (0: off; 0.999 averages about the last 1000 steps)")
     augment: AugmentConfig = setting(help="training augmentation", default_factory=AugmentConfig)
     seed: int = setting(42, "seed of initialisation, draws and augmentation")
+    members: int = setting(1, "MS-CNNs trained on the same records, member k with seed + k, and read as one encoder: "
+                              "their class probabilities averaged, their features side by side")
     max_records: int | None = setting(None, "a stratified subset per split (smoke runs)")
     eval_batch_size: int = 256
 
@@ -112,6 +116,7 @@ class EncoderTrainingConfig:
         check_range("lr", self.lr, 0.0)
         check_range("ema_decay", self.ema_decay, 0.0, 0.9999)
         check_range("offset_check_repeats", self.offset_check_repeats, 0)
+        check_range("members", self.members, 1)
         check_choice("balance", self.balance, BALANCES)
         check_range("max_records", self.max_records, 4)
 

@@ -12,7 +12,7 @@ from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.labels import task_labels
 from ecgllm.data.preprocess import MODES
 from ecgllm.data.split import Split
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import Encoder
 from ecgllm.encoder.predict import predict_records
 from ecgllm.evaluation.four_class import evaluate_four_class, format_four_class, log_probabilities
 from ecgllm.evaluation.metrics import evaluate_predictions, format_evaluation
@@ -20,7 +20,7 @@ from ecgllm.evaluation.metrics import evaluate_predictions, format_evaluation
 MODE_TITLES = {"center": "centre crop (one window, the original protocol)", "whole": "whole record (sliding windows)"}
 
 
-def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: str | Path | None = None,
+def evaluate_encoder(model: Encoder, dataset: CinCDataset, split: Split, out_dir: str | Path | None = None,
                      split_name: str = "test", n_resamples: int = 1000, progress: bool = True,
                      max_seconds: float | None = None) -> dict:
     """Metrics with 95% bootstrap intervals for each mode; writes metrics.json, metrics.txt, predictions.csv.
@@ -58,7 +58,7 @@ def evaluate_encoder(model: MSCNN, dataset: CinCDataset, split: Split, out_dir: 
     return result
 
 
-def _evaluate_mode(model: MSCNN, mode: str, labels: np.ndarray, probabilities: np.ndarray, n_resamples: int) -> dict:
+def _evaluate_mode(model: Encoder, mode: str, labels: np.ndarray, probabilities: np.ndarray, n_resamples: int) -> dict:
     if model.config.task == "binary":
         return evaluate_predictions(labels, probabilities, model.config.thresholds[mode], n_resamples)
     offsets = model.config.class_offsets.get(mode, [0.0] * probabilities.shape[1])

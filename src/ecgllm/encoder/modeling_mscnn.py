@@ -1,14 +1,20 @@
-"""MS-CNN: two VGG-style 1-D streams with different kernel sizes, fused after global average pooling.
+"""MS-CNN: two VGG-style 1-D streams with different kernel sizes, fused after global average pooling; and an ensemble
+of them read as one encoder.
 
 Fan et al., "Multiscaled fusion of deep convolutional neural networks for screening atrial fibrillation from single
 lead short ECG recordings", IEEE JBHI 2018.
 """
 
+import dataclasses
+import math
+from pathlib import Path
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ecgllm.encoder.configuration_mscnn import MSCNNConfig
-from ecgllm.modeling_utils import PretrainedMixin
+from ecgllm.modeling_utils import CONFIG_NAME, PretrainedMixin, load_config
 
 
 class ConvBlock(nn.Sequential):
@@ -57,6 +63,9 @@ class MSCNN(PretrainedMixin, nn.Module):
 
     def __init__(self, config: MSCNNConfig):
         super().__init__()
+        if config.members != 1:
+            raise ValueError(f"an MSCNN is one network; {config.members} members make an MSCNNEnsemble "
+                             "(load_encoder reads either)")
         self.config = config
         self.stream1 = Stream(config, config.k_size_stream1)
         self.stream2 = Stream(config, config.k_size_stream2)
@@ -71,7 +80,58 @@ class MSCNN(PretrainedMixin, nn.Module):
         """x [B, 1, L] -> [B, feature_dim]: global average pooling of each stream, concatenated."""
         return self.feature_map(x).mean(dim=1)
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, feature_dim] pooled features -> [B, num_outputs] logits."""
+        return self.head(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, 1, L] -> logits of AF [B] (binary task), or of each class [B, C]."""
-        logits = self.head(self.features(x))
+        logits = self.classify(self.features(x))
         return logits.squeeze(-1) if self.config.task == "binary" else logits
+
+
+class MSCNNEnsemble(PretrainedMixin, nn.Module):
+    """`config.members` MS-CNNs of one architecture, trained apart on the same records, read as one encoder: their
+    feature maps side by side (what an ECG-LLM reads) and their class probabilities averaged (what it decides by).
+    Its logits are the log of the averaged probabilities, so everything that turns an MS-CNN's logits into
+    probabilities reads an ensemble alike."""
+
+    config_class = MSCNNConfig
+    model_type = "mscnn"
+
+    def __init__(self, config: MSCNNConfig):
+        super().__init__()
+        self.config = config
+        member = dataclasses.replace(config, members=1)
+        self.members = nn.ModuleList(MSCNN(member) for _ in range(config.members))
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 1, L] -> [B, T, members * D]."""
+        return torch.cat([member.feature_map(x) for member in self.members], dim=-1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=1)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, members * D] -> [B, num_outputs]: log of the members' averaged probabilities (binary: the log-odds of
+        their averaged P(AF))."""
+        chunks = features.chunk(len(self.members), dim=-1)
+        logits = torch.stack([m.classify(c) for m, c in zip(self.members, chunks)])  # [K, B, num_outputs]
+        if self.config.task == "binary":
+            return torch.logsumexp(F.logsigmoid(logits), 0) - torch.logsumexp(F.logsigmoid(-logits), 0)
+        return torch.logsumexp(torch.log_softmax(logits, -1), 0) - math.log(len(self.members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 1, L] -> [B] (binary task) or [B, C], as an MSCNN's."""
+        logits = self.classify(self.features(x))
+        return logits.squeeze(-1) if self.config.task == "binary" else logits
+
+
+Encoder = MSCNN | MSCNNEnsemble  # what the rest of the pipeline reads ECGs with
+
+
+def load_encoder(folder: str | Path) -> Encoder:
+    """The MS-CNN, or ensemble of them, saved in `folder`."""
+    config = load_config(MSCNNConfig, Path(folder) / CONFIG_NAME, MSCNN.model_type)
+    model_class = MSCNN if config.members == 1 else MSCNNEnsemble
+    return model_class.from_pretrained(folder)

@@ -6,7 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ecgllm.data.preprocess import aggregate_windows, record_windows
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import Encoder
 
 
 def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -15,7 +15,7 @@ def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def window_probabilities(model: MSCNN, windows: np.ndarray, batch_size: int = 256, progress: bool = False,
+def window_probabilities(model: Encoder, windows: np.ndarray, batch_size: int = 256, progress: bool = False,
                          desc: str = "windows") -> np.ndarray:
     """[N, L] z-scored windows -> P(AF) [N], or P of each class [N, C] (four-class task)."""
     model.eval()
@@ -29,7 +29,7 @@ def window_probabilities(model: MSCNN, windows: np.ndarray, batch_size: int = 25
     return np.concatenate(out)
 
 
-def predict_records(model: MSCNN, signals: list[np.ndarray], mode: str = "whole", batch_size: int = 256,
+def predict_records(model: Encoder, signals: list[np.ndarray], mode: str = "whole", batch_size: int = 256,
                     progress: bool = False) -> np.ndarray:
     """P(AF) per record [n] (four-class: [n, C]); in 'whole' mode the windows' probabilities are aggregated as the
     config says."""

@@ -1,11 +1,13 @@
 """Training the MS-CNN: class oversampling, augmentation, best epoch by validation PR AUC of AF (four-class task: by
 the validation challenge score), decision thresholds (class offsets, kept only if they carry to held-out halves) from
-validation; optionally a moving average of the weights in their place. On a CUDA GPU the forward and
-backward passes run in bf16 autocast (the weights and optimiser stay float32). Every finished epoch leaves a checkpoint
-that a stopped training resumes from, ending where an uninterrupted one would."""
+validation; optionally a moving average of the weights in their place, or an ensemble of MS-CNNs trained one after
+the other. On a CUDA GPU the forward and backward passes run in bf16 autocast (the weights and optimiser stay
+float32). Every finished epoch leaves a checkpoint that a stopped training resumes from, ending where an uninterrupted
+one would."""
 
 import csv
 import dataclasses
+import json
 import logging
 import os
 import random
@@ -24,18 +26,19 @@ from ecgllm.data.labels import task_labels
 from ecgllm.data.preprocess import MIN_DIAGNOSIS_SECONDS, MODES, AugmentConfig, augment_crop, zscore
 from ecgllm.data.split import Split, subset_ids
 from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, MSCNNConfig
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import MSCNN, Encoder, MSCNNEnsemble, load_encoder
 from ecgllm.encoder.predict import predict_records
 from ecgllm.errors import CheckpointError, SettingError
 from ecgllm.evaluation.four_class import af_score, challenge_score, choose_checked_offsets, log_probabilities
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold
-from ecgllm.modeling_utils import TRAINING_CONFIG_NAME, config_to_dict, save_training_config
+from ecgllm.modeling_utils import TRAINING_CONFIG_NAME, WEIGHTS_NAME, config_to_dict, save_training_config
 from ecgllm.utils import HOST_NAME, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
 HISTORY_NAME = "history.csv"
 CHECKPOINT_NAME = "checkpoint.pt"  # the last finished epoch's training state; removed once the model is saved
+MEMBERS_DIR = "members"  # an ensemble's members as each was trained: ENCODER/members/{k}
 
 
 class RandomCropDataset(Dataset):
@@ -76,10 +79,50 @@ def _loader(dataset: CinCDataset, ids: list[str], model_config: MSCNNConfig, con
 
 
 def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model_config: MSCNNConfig,
-                  config: EncoderTrainingConfig, progress: bool = True, device: str = "auto") -> MSCNN:
-    """Train on `device`, keep the epoch with the best validation PR AUC, set thresholds on validation, save to
-    `out_dir`. Returns the model on that device."""
+                  config: EncoderTrainingConfig, progress: bool = True, device: str = "auto") -> Encoder:
+    """Train on `device`, keep the epoch with the best validation score, set the decision rule on validation, save to
+    `out_dir`. With `config.members` > 1, member k is trained so with seed + k into ENCODER/members/k (a stopped
+    training resumes in the member it stopped in; finished members are read back), and the members are saved as one
+    `MSCNNEnsemble` with its own decision rule. Returns the model on that device."""
+    model_config = dataclasses.replace(model_config, members=1)
+    if config.members == 1:
+        return _train_member(dataset, split, Path(out_dir), model_config, config, progress, device)
     out_dir = Path(out_dir)
+    members = [_finished_member(out_dir / MEMBERS_DIR / str(k), dataclasses.replace(config, members=1,
+                                                                                    seed=config.seed + k),
+                                dataset, split, model_config, progress, device)
+               for k in range(config.members)]
+    ensemble = MSCNNEnsemble(dataclasses.replace(model_config, members=config.members))
+    ensemble.to(next(members[0].parameters()).device)
+    for slot, member in zip(ensemble.members, members):
+        slot.load_state_dict(member.state_dict())
+    val_ids = subset_ids(split, "val", config.max_records, config.seed)
+    ensemble.config = choose_decision_rule(ensemble, dataset.signals(val_ids, model_config.preprocess.fs),
+                                           np.array([dataset.labels[i] for i in val_ids]),
+                                           config.offset_check_repeats, config.eval_batch_size)
+    ensemble.save_pretrained(out_dir)
+    save_training_config(out_dir, config)
+    logger.info("ensemble of %d MS-CNNs; decision rule from validation: thresholds %s, class offsets %s; saved to %s",
+                config.members, ensemble.config.thresholds, ensemble.config.class_offsets, out_dir)
+    return ensemble.eval()
+
+
+def _finished_member(folder: Path, config: EncoderTrainingConfig, dataset: CinCDataset, split: Split,
+                     model_config: MSCNNConfig, progress: bool, device: str) -> MSCNN:
+    """One member of an ensemble: read back if it was trained with these settings, otherwise trained (or resumed)."""
+    if not (folder / WEIGHTS_NAME).exists():
+        return _train_member(dataset, split, folder, model_config, config, progress, device)
+    trained_with = json.loads((folder / TRAINING_CONFIG_NAME).read_text())
+    if trained_with != json.loads(json.dumps(config_to_dict(config))):
+        raise CheckpointError(f"{folder}: a member trained with other settings; train the ensemble with the same "
+                              "ones, or delete the folder to train it again")
+    logger.info("reusing ensemble member %s", folder)
+    return MSCNN.from_pretrained(folder).to(resolve_device(device))
+
+
+def _train_member(dataset: CinCDataset, split: Split, out_dir: Path, model_config: MSCNNConfig,
+                  config: EncoderTrainingConfig, progress: bool, device: str) -> MSCNN:
+    """One MS-CNN, trained as `train_encoder` says."""
     device = resolve_device(device)
     split.require_task(model_config.task, "this MS-CNN")
     split.check_against(dataset.labels)
@@ -166,7 +209,7 @@ def train_encoder(dataset: CinCDataset, split: Split, out_dir: str | Path, model
     return model.eval()
 
 
-def choose_decision_rule(model: MSCNN, val_signals: list[np.ndarray], val_labels: np.ndarray,
+def choose_decision_rule(model: Encoder, val_signals: list[np.ndarray], val_labels: np.ndarray,
                          offset_check_repeats: int, batch_size: int = 256) -> MSCNNConfig:
     """The model's config with its decision rule chosen on validation, per mode: the binary task's threshold on P(AF);
     the four-class task's offsets on log P, kept only if offsets chosen on half of validation raise the other half's
@@ -183,14 +226,14 @@ def choose_decision_rule(model: MSCNN, val_signals: list[np.ndarray], val_labels
 
 
 def calibrate_encoder(model_dir: str | Path, out_dir: str | Path, dataset: CinCDataset, split: Split,
-                      offset_check_repeats: int, device: str = "auto") -> MSCNN:
+                      offset_check_repeats: int, device: str = "auto") -> Encoder:
     """A trained encoder with its decision rule chosen again on its validation split under the current rule (an
     encoder trained before offsets were checked gets checked offsets), saved to `out_dir` with the files that say how
     it was trained. The original is left as it is: an ECG-LLM built on it knows it by its config too."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.resolve() == model_dir.resolve():
         raise SettingError(f"{out_dir}: write the calibrated encoder beside the original, not over it")
-    model = MSCNN.from_pretrained(model_dir).to(resolve_device(device))
+    model = load_encoder(model_dir).to(resolve_device(device))
     split.require_task(model.config.task, "this MS-CNN")
     split.check_against(dataset.labels)
     val_labels = np.array([dataset.labels[i] for i in split.val])

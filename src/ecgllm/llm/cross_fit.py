@@ -17,7 +17,7 @@ import torch
 from ecgllm.data.dataset import CinCDataset
 from ecgllm.data.split import Split
 from ecgllm.encoder.configuration_mscnn import EncoderTrainingConfig, encoder_training_preset
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import Encoder, load_encoder
 from ecgllm.llm.features import cached_features
 from ecgllm.llm.modeling_ecgllm import encoder_fingerprint, head_logit
 from ecgllm.modeling_utils import TRAINING_CONFIG_NAME, WEIGHTS_NAME, config_from_dict
@@ -39,7 +39,7 @@ def fold_of_training_records(split: Split, folds: int, seed: int) -> dict[str, i
     return assignment
 
 
-def _training_settings(encoder_dir: Path, encoder: MSCNN) -> EncoderTrainingConfig:
+def _training_settings(encoder_dir: Path, encoder: Encoder) -> EncoderTrainingConfig:
     """How the run's encoder was trained (its training_config.json), else its preset's settings."""
     path = encoder_dir / TRAINING_CONFIG_NAME
     if path.exists():
@@ -56,7 +56,7 @@ def cross_fitted_verdicts(dataset: CinCDataset, split: Split, encoder_dir: str |
     from ecgllm.encoder.training import train_encoder
 
     encoder_dir = Path(encoder_dir)
-    run_encoder = MSCNN.from_pretrained(encoder_dir)
+    run_encoder = load_encoder(encoder_dir)
     settings = _training_settings(encoder_dir, run_encoder)
     assignment = fold_of_training_records(split, folds, settings.seed)
     verdicts: dict[str, float | list[float]] = {}
@@ -64,7 +64,7 @@ def cross_fitted_verdicts(dataset: CinCDataset, split: Split, encoder_dir: str |
         folder = encoder_dir / FOLDS_DIR / f"fold_{fold}"
         held = [i for i in split.train if assignment[i] == fold]
         if (folder / WEIGHTS_NAME).exists():
-            encoder = MSCNN.from_pretrained(folder).to(device)
+            encoder = load_encoder(folder).to(device)
         else:
             logger.info("cross-fitting the verdict: encoder %d of %d, trained without %d training records", fold + 1,
                         folds, len(held))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ecgllm.data.preprocess import record_windows
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import Encoder
 
 
 def pool_ecg_tokens(feature_map: torch.Tensor, k: int) -> torch.Tensor:
@@ -22,7 +22,7 @@ def pool_ecg_tokens(feature_map: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_windows(encoder: MSCNN, windows: np.ndarray | torch.Tensor, ecg_tokens: int, batch_size: int = 128,
+def encode_windows(encoder: Encoder, windows: np.ndarray | torch.Tensor, ecg_tokens: int, batch_size: int = 128,
                    progress: bool = False) -> torch.Tensor:
     """z-scored windows [W, L] (or [W, 1, L]) -> ECG tokens [W, k, D], computed on the encoder's device, returned on
     the CPU."""
@@ -35,7 +35,7 @@ def encode_windows(encoder: MSCNN, windows: np.ndarray | torch.Tensor, ecg_token
                       for i in batches])
 
 
-def encode_signal_windows(encoder: MSCNN, signal: np.ndarray, ecg_tokens: int, batch_size: int = 128
+def encode_signal_windows(encoder: Encoder, signal: np.ndarray, ecg_tokens: int, batch_size: int = 128
                           ) -> torch.Tensor:
     """One recording at the encoder's rate -> the tokens of each of its sliding 8-s windows [W, k, D]."""
     pre = encoder.config.preprocess
@@ -43,7 +43,7 @@ def encode_signal_windows(encoder: MSCNN, signal: np.ndarray, ecg_tokens: int, b
     return encode_windows(encoder, windows, ecg_tokens, batch_size)
 
 
-def encode_records(encoder: MSCNN, signals: list[np.ndarray], ecg_tokens: int, ecg_input: str = "center",
+def encode_records(encoder: Encoder, signals: list[np.ndarray], ecg_tokens: int, ecg_input: str = "center",
                    batch_size: int = 128, progress: bool = False) -> torch.Tensor:
     """[N, k, D] ECG tokens per record: of its centre 8-s crop (the SPEC), or averaged over its sliding windows."""
     pre = encoder.config.preprocess

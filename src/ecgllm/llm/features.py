@@ -16,14 +16,14 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ecgllm.data.dataset import CinCDataset
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import Encoder
 from ecgllm.llm.ecg_tokens import encode_records
 from ecgllm.rhythm import RhythmEvidence, measure_rhythm
 
 logger = logging.getLogger(__name__)
 
 
-def cached_features(encoder: MSCNN, fingerprint: str, dataset: CinCDataset, ids: list[str], ecg_tokens: int,
+def cached_features(encoder: Encoder, fingerprint: str, dataset: CinCDataset, ids: list[str], ecg_tokens: int,
                     cache_dir: Path, ecg_input: str = "center", progress: bool = True) -> dict[str, torch.Tensor]:
     """ECG tokens [k, D] per record id, read from the cache and completed there when records are missing."""
     path = Path(cache_dir) / f"features-{fingerprint}-k{ecg_tokens}-{ecg_input}.safetensors"

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import MSCNN, Encoder, load_encoder
 from ecgllm.errors import CheckpointError
 from ecgllm.llm.backbones import load_lm, resolve_lm
 from ecgllm.llm.calibration import Calibration, log_odds_of
@@ -48,13 +48,21 @@ TOKENIZER_DIR = "tokenizer"
 VERDICT_SCALE = 4.0  # the encoder's AF logits span about -8..8
 
 
+# Fields the encoder's config gained after models stored fingerprints of it: left out while at these values, so that
+# those models still know their encoder (none of them was built on an ensemble).
+FIELDS_NEWER_THAN_FINGERPRINTS = {"members": 1}
+
+
 def encoder_fingerprint(folder: Path, as_written: bool = False) -> str:
     """Identifies an encoder checkpoint: its weights and its config (which holds the preprocessing). The config counts
     as this code writes it, so an encoder saved before its config gained a field keeps its identity when a model
     re-saves it beside itself; `as_written`: the file's own bytes, what models built before this rule stored."""
     folder = Path(folder)
-    config = (folder / CONFIG_NAME).read_bytes() if as_written else config_text(
-        load_config(MSCNN.config_class, folder / CONFIG_NAME, MSCNN.model_type), MSCNN.model_type).encode()
+    if as_written:
+        config = (folder / CONFIG_NAME).read_bytes()
+    else:
+        settings = load_config(MSCNN.config_class, folder / CONFIG_NAME, MSCNN.model_type)
+        config = config_text(settings, MSCNN.model_type, omit=FIELDS_NEWER_THAN_FINGERPRINTS).encode()
     digest = hashlib.sha256((folder / WEIGHTS_NAME).read_bytes())
     digest.update(config)
     return digest.hexdigest()[:16]
@@ -91,11 +99,11 @@ def with_rhythm(config: ECGLLMConfig, tokens: torch.Tensor, rhythms: list[Rhythm
 
 
 @torch.no_grad()
-def head_logit(encoder: MSCNN, tokens: torch.Tensor) -> torch.Tensor:
+def head_logit(encoder: Encoder, tokens: torch.Tensor) -> torch.Tensor:
     """ECG tokens [B, k, D] of this encoder -> [B]: its AF logit (a four-class encoder: its class logits [B, 4]), its
     classifier head on the mean of the k tokens (the pooled feature it was trained on, exactly so for k = 1)."""
-    weight = encoder.head[0].weight
-    return encoder.head(tokens.to(weight.device, weight.dtype).mean(1)).squeeze(-1)
+    weight = next(encoder.parameters())
+    return encoder.classify(tokens.to(weight.device, weight.dtype).mean(1)).squeeze(-1)
 
 
 def load_tokenizer(folder: Path, placeholder: str, add_placeholder: bool):
@@ -141,7 +149,7 @@ def _migrate_config(raw: dict, path: Path) -> tuple[dict, Calibration | None]:
 
 
 class ECGLLM(nn.Module):
-    def __init__(self, config: ECGLLMConfig, encoder: MSCNN, lm, tokenizer, calibration: Calibration | None = None):
+    def __init__(self, config: ECGLLMConfig, encoder: Encoder, lm, tokenizer, calibration: Calibration | None = None):
         super().__init__()
         self.config = config
         self.encoder = encoder.eval().requires_grad_(False)
@@ -165,7 +173,7 @@ class ECGLLM(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         encoder_dir = Path(encoder_dir)
-        encoder = MSCNN.from_pretrained(encoder_dir).to(device)
+        encoder = load_encoder(encoder_dir).to(device)
         lm = load_lm(config.lm, lm_dtype or config.lm_dtype, device)
         tokenizer = load_tokenizer(resolve_lm(config.lm), config.placeholder, add_placeholder=True)
         fit_embeddings(lm, tokenizer)
@@ -233,7 +241,7 @@ class ECGLLM(nn.Module):
         if lm is not None:
             config = dataclasses.replace(config, lm=str(lm))
         encoder_dir = Path(encoder) if encoder is not None else folder / ENCODER_DIR
-        mscnn = MSCNN.from_pretrained(encoder_dir)
+        mscnn = load_encoder(encoder_dir)
         if not is_encoder(encoder_dir, config.encoder_fingerprint):
             raise CheckpointError(
                 f"{encoder_dir}: encoder (preset {mscnn.config.preset!r}, fingerprint "

@@ -13,7 +13,7 @@ from ecgllm.data.dataset import load_cinc_folder
 from ecgllm.data.split import Split, make_split
 from ecgllm.encoder.configuration_mscnn import encoder_model_preset, encoder_training_preset
 from ecgllm.encoder.evaluate import evaluate_encoder, format_encoder_result
-from ecgllm.encoder.modeling_mscnn import MSCNN
+from ecgllm.encoder.modeling_mscnn import load_encoder
 from ecgllm.encoder.training import train_encoder
 from ecgllm.llm.backbones import resolve_dtype
 from ecgllm.llm.configuration_ecgllm import LLM_PRESETS, llm_training_preset
@@ -76,7 +76,7 @@ def run(data_dir: str | Path, out_dir: str | Path, preset: str = "cpu", seed: in
                                            "seed": seed, "lm": lm, "precision": precision}, indent=2))
 
     if (layout.encoder / WEIGHTS_NAME).exists():
-        encoder = MSCNN.from_pretrained(layout.encoder).to(device)
+        encoder = load_encoder(layout.encoder).to(device)
         logger.info("reusing encoder %s", layout.encoder)
     else:
         encoder = train_encoder(dataset, split, layout.encoder,
