@@ -31,7 +31,13 @@ from ecgllm.encoder.predict import predict_records
 from ecgllm.errors import CheckpointError, SettingError
 from ecgllm.evaluation.four_class import af_score, challenge_score, choose_checked_offsets, log_probabilities
 from ecgllm.evaluation.metrics import binary_metrics, choose_threshold
-from ecgllm.modeling_utils import TRAINING_CONFIG_NAME, WEIGHTS_NAME, config_to_dict, save_training_config
+from ecgllm.modeling_utils import (
+    TRAINING_CONFIG_NAME,
+    WEIGHTS_NAME,
+    config_from_dict,
+    config_to_dict,
+    save_training_config,
+)
 from ecgllm.utils import HOST_NAME, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -112,8 +118,8 @@ def _finished_member(folder: Path, config: EncoderTrainingConfig, dataset: CinCD
     """One member of an ensemble: read back if it was trained with these settings, otherwise trained (or resumed)."""
     if not (folder / WEIGHTS_NAME).exists():
         return _train_member(dataset, split, folder, model_config, config, progress, device)
-    trained_with = json.loads((folder / TRAINING_CONFIG_NAME).read_text())
-    if trained_with != json.loads(json.dumps(config_to_dict(config))):
+    path = folder / TRAINING_CONFIG_NAME
+    if config_from_dict(EncoderTrainingConfig, json.loads(path.read_text()), str(path)) != config:
         raise CheckpointError(f"{folder}: a member trained with other settings; train the ensemble with the same "
                               "ones, or delete the folder to train it again")
     logger.info("reusing ensemble member %s", folder)
