@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgllm.evaluation.compare import mean_sd, paired_over_runs
+from ecgllm.evaluation.compare import mean_sd, paired_over_runs, pooled_difference
 from ecgllm.evaluation.four_class import (
     CLASSES,
     choose_checked_offsets,
@@ -36,7 +36,6 @@ from ecgllm.evaluation.four_class import (
     headline_figures,
     log_probabilities,
 )
-from ecgllm.evaluation.metrics import bootstrap
 
 SYSTEMS = ("single", "ensemble")
 FOLDS = 3
@@ -87,15 +86,13 @@ def validation(runs: dict[str, Path], guard: float) -> tuple[dict, dict]:
         per_seed[seed] = {system: {**four_class_metrics(labels, decide(scores[system], rules[seed][system])),
                                    "log_loss": float(loss[system].mean()), "offsets": rules[seed][system]}
                           for system in SYSTEMS}
-    pooled = np.concatenate(losses)  # [validation records of all seeds]
-    interval = bootstrap(lambda d: {"mean": float(d.mean())}, (pooled,), n_resamples=2000)["mean"]
+    pooled = pooled_difference(losses)
     means = {figure: {system: float(np.mean([per_seed[s][system][figure] for s in per_seed])) for system in SYSTEMS}
              for figure in ("challenge_score", "f1_A", "log_loss")}
     within_guard = all(means[f]["ensemble"] >= means[f]["single"] - guard for f in ("challenge_score", "f1_A"))
     return {"per_seed": per_seed, "means": means, "guard": guard,
-            "log_loss_ensemble_minus_single": {"mean": float(pooled.mean()), "interval_95": interval,
-                                               "n_records": len(pooled)},
-            "figures_within_guard": within_guard, "ensemble_adopted": bool(interval[1] < 0 and within_guard)}, rules
+            "log_loss_ensemble_minus_single": pooled, "figures_within_guard": within_guard,
+            "ensemble_adopted": bool(pooled["interval_95"][1] < 0 and within_guard)}, rules
 
 
 def test(runs: dict[str, Path], rules: dict) -> dict:
@@ -109,7 +106,7 @@ def test(runs: dict[str, Path], rules: dict) -> dict:
         per_seed[seed] = {**{s: {**headline_figures(results[s]),
                                  "confusion": results[s]["confusion_matrix"]["counts"]} for s in SYSTEMS},
                           "ensemble_minus_single": paired}
-    figures = [name for name in per_seed[seed]["single"] if name != "confusion"]
+    figures = [name for name in next(iter(per_seed.values()))["single"] if name != "confusion"]
     return {"per_seed": per_seed,
             "means": {s: {f: mean_sd([per_seed[k][s][f] for k in per_seed]) for f in figures} for s in SYSTEMS},
             "ensemble_minus_single_over_seeds": {n: paired_over_runs(v) for n, v in differences.items()}}
@@ -149,8 +146,8 @@ def main(argv=None) -> None:
             print(f"seed {seed} test, ensemble - single: " + ", ".join(
                 f"{n} {d[n]:+.4f} [{i[n][0]:+.4f} to {i[n][1]:+.4f}]" for n in d))
         for name, d in result["test"]["ensemble_minus_single_over_seeds"].items():
-            print(f"ensemble - single over seeds, test {name}: {d['mean']:+.4f} "
-                  "[{:+.4f} to {:+.4f}]".format(*d["interval_95"]))
+            interval = "[{:+.4f} to {:+.4f}]".format(*d["interval_95"]) if d["interval_95"] else "(one seed)"
+            print(f"ensemble - single over seeds, test {name}: {d['mean']:+.4f} {interval}")
     if args.results:
         args.results.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.results}")

@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 from scipy.special import logsumexp
 
-from ecgllm.evaluation.compare import mean_sd, paired_over_runs
+from ecgllm.evaluation.compare import mean_sd, paired_over_runs, pooled_difference
 from ecgllm.evaluation.four_class import CLASSES, compare_four_class, headline_figures
-from ecgllm.evaluation.metrics import bootstrap
 
 SYSTEMS = ("preset", "variant")
 VALIDATION_FIGURES = {"challenge_score": "challenge_score", "af_vs_rest_f1": "f1_A"}
@@ -75,10 +74,9 @@ def log_loss_difference(pairs: list[tuple[str, Path, Path]]) -> dict:
             raise SystemExit(f"seed {seed}: {preset_dir} and {variant_dir} scored different validation records")
         per_seed[seed] = {"preset": float(loss_p.mean()), "variant": float(loss_v.mean())}
         differences.append(loss_v - loss_p)
-    pooled = np.concatenate(differences)  # [records of all seeds]
-    interval = bootstrap(lambda d: {"mean": float(d.mean())}, (pooled,), n_resamples=2000)["mean"]
-    return {"per_seed": per_seed, "variant_minus_preset": float(pooled.mean()), "interval_95": interval,
-            "n_records": len(pooled)}
+    pooled = pooled_difference(differences)
+    return {"per_seed": per_seed, "variant_minus_preset": pooled["mean"], "interval_95": pooled["interval_95"],
+            "n_records": pooled["n_records"]}
 
 
 def validation_figures(metrics: dict[str, dict[str, dict]]) -> dict:

@@ -454,7 +454,9 @@ def test_an_ecg_llm_on_an_encoder_ensemble_reads_every_members_tokens_and_their_
 
     torch.manual_seed(0)
     MSCNNEnsemble(dataclasses.replace(encoder_model_preset("smoke", "four"), members=2)).save_pretrained(tmp_path / "e")
-    model = ECGLLM.build(dataclasses.replace(LLM_PRESETS["smoke"][0], verdict_input=True), tmp_path / "e").eval()
+    # One ECG token: each window's token is then the encoder's own pooled feature, so the verdict is its logits.
+    settings = dataclasses.replace(LLM_PRESETS["smoke"][0], verdict_input=True, ecg_tokens=1)
+    model = ECGLLM.build(settings, tmp_path / "e").eval()
     member_dim = model.encoder.members[0].config.feature_dim
     assert model.config.feature_dim == 2 * member_dim
     signals = torch.randn(3, 1, 2400)
@@ -463,10 +465,8 @@ def test_an_ecg_llm_on_an_encoder_ensemble_reads_every_members_tokens_and_their_
     features = with_rhythm(model.config, tokens, EVIDENCE)
     inputs = model.with_verdict(features)
     assert inputs.shape[-1] == features.shape[-1] + 4 == model.projector[0].in_features
-    with torch.no_grad():  # k = 1 pools each window to the encoder's own pooled feature: the verdict is its logits
-        whole = model.encoder(signals)
-    if model.config.ecg_tokens == 1:
-        torch.testing.assert_close(inputs[:, 0, -4:] * VERDICT_SCALE, whole)
+    with torch.no_grad():
+        torch.testing.assert_close(inputs[:, 0, -4:] * VERDICT_SCALE, model.encoder(signals))
     probabilities = torch.stack([head(t.mean(1)).softmax(-1) for head, t in
                                  zip((m.head for m in model.encoder.members), tokens.chunk(2, -1))]).mean(0)
     torch.testing.assert_close((inputs[:, 0, -4:] * VERDICT_SCALE).softmax(-1), probabilities)

@@ -1,11 +1,11 @@
-"""Paired comparisons of two systems on the same records (McNemar's exact test, a paired bootstrap) and over runs
-(several seeds: the runs are the units)."""
+"""Paired comparisons of two systems on the same records (McNemar's exact test, a paired bootstrap, a per-record
+difference pooled over runs) and over runs (several seeds: the runs are the units)."""
 
 import numpy as np
 from scipy import stats
 from scipy.stats import binomtest
 
-from ecgllm.evaluation.metrics import binary_metrics
+from ecgllm.evaluation.metrics import binary_metrics, bootstrap
 
 
 def mcnemar(labels, predicted_a, predicted_b) -> dict:
@@ -32,6 +32,14 @@ def paired_bootstrap(labels, p_a, threshold_a, p_b, threshold_b, metric: str = "
     return {"metric": metric, "difference": float(point),
             "interval_95": (float(np.nanquantile(diffs, 0.025)), float(np.nanquantile(diffs, 0.975))),
             "share_b_better": float(np.mean(diffs > 0))}
+
+
+def pooled_difference(differences: list[np.ndarray], n_resamples: int = 2000) -> dict:
+    """Per-record differences of two systems (e.g. of log-loss, b - a), one array per run, pooled over the runs'
+    records: their mean with a 95 % percentile bootstrap interval over the pooled records."""
+    pooled = np.concatenate(differences)
+    interval = bootstrap(lambda d: {"mean": float(d.mean())}, (pooled,), n_resamples=n_resamples)["mean"]
+    return {"mean": float(pooled.mean()), "interval_95": interval, "n_records": len(pooled)}
 
 
 def mean_sd(values: list[float]) -> dict:
